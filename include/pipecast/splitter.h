@@ -29,21 +29,35 @@ typedef int (*pc_split_cb)(void *privdata, const char *data, size_t len, int par
 
 struct pc_splitter;
 
-/** @return a new splitter (owned by the caller; free with pc_splitter_free), or NULL. */
+/**
+ * @return a new splitter (owned by the caller; free with pc_splitter_free), or
+ * NULL when out of memory, @p cb is NULL or @p max_line < PC_LINE_MAX_MIN.
+ */
 struct pc_splitter *pc_splitter_new(size_t max_line, pc_split_cb cb, void *privdata);
 
 void pc_splitter_free(struct pc_splitter *sp);
 
-/** Feed @p len bytes. @return 0 or the first error a callback returned. */
+/**
+ * Feed @p len bytes. @return 0 or the first error a callback returned. After
+ * an error the rest of @p data is not processed (the entry whose callback
+ * failed counts as emitted); the caller should stop and free the splitter.
+ */
 int pc_splitter_feed(struct pc_splitter *sp, const char *data, size_t len);
 
 /** Emit the pending fragment as partial (idle flush). No-op when nothing is pending. */
 int pc_splitter_flush(struct pc_splitter *sp);
 
-/** End of input: emit what is pending as a final, non-partial entry. */
+/**
+ * End of input: emit what is pending as a final, non-partial entry. (A full
+ * line followed by a held '\r' comes out as a partial chunk, then "\r".)
+ */
 int pc_splitter_finish(struct pc_splitter *sp);
 
-/** Bytes currently held (not yet emitted). */
+/**
+ * Bytes currently held (not yet emitted): at most max_line, or max_line + 1
+ * when a full line is followed by a '\r' whose next byte is not known yet
+ * (that '\r' is kept as a flag, not in the buffer).
+ */
 size_t pc_splitter_pending(const struct pc_splitter *sp);
 
 #endif

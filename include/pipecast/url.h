@@ -2,6 +2,11 @@
  *
  * Percent-escapes (%XX) are decoded in user and password. IPv6 hosts go in
  * brackets: redis://[::1]:6379. Default port 6379, default db 0.
+ *
+ * Details: the user info ends at the last '@', so a password may contain '@',
+ * ':' and '/' unescaped. As with redis-cli, user info without ':' is a
+ * password ("redis://secret@host"). unix:// URLs may carry user info too
+ * ("unix://:secret@/run/redis.sock?db=2"). The scheme is case-insensitive.
  */
 #ifndef PC_URL_H
 #define PC_URL_H
