@@ -15,10 +15,10 @@
 #include <stddef.h>
 
 struct pc_buf {
-    char *data;  /* NULL until the first append */
-    size_t len;  /* bytes used */
-    size_t cap;  /* bytes allocated (excluding the NUL) */
-    size_t max;  /* hard maximum for len */
+    char *data; /* NULL until the first append */
+    size_t len; /* bytes used */
+    size_t cap; /* bytes allocated (excluding the NUL) */
+    size_t max; /* hard maximum for len */
 };
 
 /** Initialise an empty buffer that will never hold more than @p max bytes. */

@@ -30,7 +30,7 @@ redisContext *pc_redis_connect_ex(const struct pc_redis_url *u, int connect_time
 struct pc_backoff {
     int min_ms;
     int max_ms;
-    int cur_ms;   /* 0 before the first failure */
+    int cur_ms; /* 0 before the first failure */
     unsigned seed;
 };
 

@@ -17,14 +17,14 @@
 #define PC_URL_DEFAULT "redis://127.0.0.1:6379/0"
 
 struct pc_redis_url {
-    int is_unix;       /* 1: path is used, host/port are not */
+    int is_unix; /* 1: path is used, host/port are not */
     char host[256];
     int port;
-    char path[108];    /* sun_path size */
-    char user[128];    /* empty when absent */
-    char pass[256];    /* empty when absent */
-    int has_pass;      /* 1 when the URL carried a password (may be empty) */
-    int db;            /* 0..(2^31-1) */
+    char path[108]; /* sun_path size */
+    char user[128]; /* empty when absent */
+    char pass[256]; /* empty when absent */
+    int has_pass;   /* 1 when the URL carried a password (may be empty) */
+    int db;         /* 0..(2^31-1) */
 };
 
 /**

@@ -1,0 +1,38 @@
+/* gateway.h -- the context every request handler of pipecast-gateway shares.
+ *
+ * One struct gw_ctx is built by main() and handed to civetweb as user data.
+ * Handlers only read it; what changes lives behind the pointers (hub, pool,
+ * atomics in metrics).
+ */
+#ifndef PC_GW_GATEWAY_H
+#define PC_GW_GATEWAY_H
+
+#include <stdatomic.h>
+
+#include "config.h"
+#include "hub.h"
+#include "metrics.h"
+#include "rpool.h"
+
+struct mg_connection;
+
+struct gw_ctx {
+    const struct gw_config *cfg;
+    struct gw_metrics *metrics;
+    struct gw_hub *hub;
+    struct gw_rpool *pool;
+    atomic_int routes_ready; /* the civetweb request handlers are registered */
+};
+
+/* Checkout timeout for the pool, in milliseconds. */
+#define GW_POOL_WAIT_MS 2000
+
+/* The SSE endpoint, GET /api/channels/<channel>/events (sse_handler.c). @return the status. */
+int gw_sse_handle(struct gw_ctx *gw, struct mg_connection *conn, const char *channel);
+
+/* civetweb request handlers (api.c); cbdata is the struct gw_ctx. */
+int gw_api_handler(struct mg_connection *conn, void *cbdata);
+int gw_api_health_handler(struct mg_connection *conn, void *cbdata);
+int gw_api_metrics_handler(struct mg_connection *conn, void *cbdata);
+
+#endif

@@ -1,0 +1,1059 @@
+/* hub.c -- channel table, per-channel rings and the reader thread.
+ *
+ * The reader loop, one round at a time:
+ *
+ *   snapshot the channel set (hub lock, clears dirty)
+ *     ├─ channels not set up yet: XREVRANGE key + - COUNT 1 → base_id = last_id
+ *     └─ the others: XREAD BLOCK 0 COUNT 512 STREAMS k1 .. kn last1 .. lastn
+ *          ├─ entries: encode once, append to the ring, broadcast
+ *          ├─ nil: CLIENT UNBLOCK from gw_hub_subscribe/unsubscribe → next round
+ *          └─ I/O error: reconnect with backoff, resume from every last_id
+ */
+#include "hub.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "pipecast/channel.h"
+#include "pipecast/error.h"
+#include "pipecast/log.h"
+#include "pipecast/redis.h"
+#include "pipecast/sse.h"
+
+#define HUB_BUCKETS 1024
+#define HUB_XREAD_COUNT "512"
+#define HUB_ENTRY_MAX (64u << 20) /* largest encoded entry; bigger ones are skipped */
+#define HUB_UNBLOCK_TRIES 4000    /* x 0.5 ms */
+#define HUB_CONNECT_TIMEOUT_MS 2000
+#define HUB_CTL_CONNECT_TIMEOUT_MS 500
+#define HUB_CTL_CMD_TIMEOUT_MS 1000
+#define HUB_ENTRY_OVERHEAD 64 /* bookkeeping bytes charged per ring entry */
+
+struct ring_entry {
+    struct pc_id id;
+    const char *event; /* NULL: no event name; points into the sse allocation */
+    char *sse;         /* the encoded event: id, event, data lines, blank line */
+    size_t sse_len;
+    size_t cost; /* bytes charged against the ring's byte cap */
+};
+
+struct gw_channel {
+    struct gw_channel *next; /* hash chain (hub lock) */
+    int refs;                /* subscribers + the reader while it appends (hub lock) */
+    const struct gw_hub *hub;
+    char name[PC_CHANNEL_MAX + 1];
+    char key[PC_KEY_MAX];
+
+    pthread_mutex_t mu;
+    pthread_cond_t cond; /* broadcast on append, ready, bad, stop */
+    /* below: under mu */
+    int ready;               /* base_id / last_id are set and the reader follows the stream */
+    int bad;                 /* the key holds something that is not a stream */
+    struct pc_id base_id;    /* the ring holds every data entry in (base_id, last_id] */
+    struct pc_id last_id;    /* the reader's position (skipped entries included) */
+    struct ring_entry *ring; /* circular: entry i (0 = oldest) is ring[(head + i) % cap] */
+    size_t cap, head, count, bytes;
+};
+
+struct gw_hub {
+    struct pc_redis_url url;
+    char prefix[PC_PREFIX_MAX + 1];
+    size_t ring_max;
+    size_t ring_bytes_max;
+    struct gw_metrics *metrics;
+    atomic_int stopping;
+
+    pthread_mutex_t mu;
+    pthread_cond_t reader_cond; /* the reader sleeps here: nothing to read, or backoff */
+    struct gw_channel *buckets[HUB_BUCKETS];
+    size_t nchannels;
+    int dirty;           /* the set changed since the reader's last snapshot */
+    long long reader_id; /* CLIENT ID of the reader's connection, 0 when none */
+    int reader_fd;       /* its socket, -1 when none: shut down to interrupt on stop */
+
+    pthread_t reader;
+    int reader_started;
+
+    pthread_mutex_t ctl_mu; /* the control connection, for CLIENT UNBLOCK */
+    redisContext *ctl;
+};
+
+/* One channel in the reader's snapshot. */
+struct slot {
+    char key[PC_KEY_MAX];
+    char id[PC_ID_STRLEN]; /* last_id when the snapshot was taken */
+};
+
+/* The reader thread's private state. */
+struct reader {
+    redisContext *c;
+    struct pc_backoff bo;
+    struct pc_buf scratch; /* one encoded entry */
+    struct slot *keys;     /* snapshot: channels to XREAD */
+    size_t nkeys, capkeys;
+    struct slot *init; /* snapshot: channels that need their base_id */
+    size_t ninit, capinit;
+    const char **argv; /* the XREAD command */
+    size_t *argvlen;
+    size_t capargv;
+};
+
+enum round { ROUND_OK, ROUND_ERROR, ROUND_LOST, ROUND_STOP };
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                             */
+/* ------------------------------------------------------------------------ */
+
+static void cond_init_monotonic(pthread_cond_t *c)
+{
+    pthread_condattr_t ca;
+
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(c, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+/* Wait on @p c until @p deadline_ms of the pc_now_ms() clock (whatever clock that is). */
+static void cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, long long deadline_ms)
+{
+    long long left = deadline_ms - pc_now_ms();
+    struct timespec ts;
+
+    if (left <= 0)
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(left / 1000);
+    ts.tv_nsec += (long)(left % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(c, m, &ts);
+}
+
+static unsigned hash_name(const char *s)
+{
+    unsigned h = 2166136261u;
+
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h % HUB_BUCKETS;
+}
+
+static int is_stopping(const struct gw_hub *h)
+{
+    return atomic_load(&h->stopping);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Rings (channel lock held)                                                 */
+/* ------------------------------------------------------------------------ */
+
+static struct ring_entry *ring_at(struct gw_channel *ch, size_t i)
+{
+    return &ch->ring[(ch->head + i) % ch->cap];
+}
+
+/* Evict the oldest entry: base_id moves to it, so the ring stays "everything after base_id". */
+static void ring_drop_oldest(struct gw_channel *ch)
+{
+    struct ring_entry *e = ring_at(ch, 0);
+
+    ch->base_id = e->id;
+    ch->bytes -= e->cost;
+    free(e->sse);
+    e->sse = NULL;
+    ch->head = (ch->head + 1) % ch->cap;
+    ch->count--;
+}
+
+static void ring_clear(struct gw_channel *ch)
+{
+    while (ch->count > 0)
+        ring_drop_oldest(ch);
+}
+
+static int ring_grow(struct gw_channel *ch, size_t max)
+{
+    size_t ncap = ch->cap ? ch->cap * 2 : 16;
+    struct ring_entry *n;
+
+    if (ncap > max)
+        ncap = max;
+    n = malloc(ncap * sizeof(*n));
+    if (!n)
+        return PC_ENOMEM;
+    for (size_t i = 0; i < ch->count; i++)
+        n[i] = *ring_at(ch, i);
+    free(ch->ring);
+    ch->ring = n;
+    ch->cap = ncap;
+    ch->head = 0;
+    return 0;
+}
+
+/*
+ * Append @p e (the ring takes its sse buffer). An entry that cannot be kept
+ * (larger than the byte cap, or no memory) empties the ring and becomes its
+ * base: subscribers then read it from Redis, nothing is skipped.
+ */
+static void ring_push(const struct gw_hub *h, struct gw_channel *ch, struct ring_entry *e)
+{
+    if (e->cost > h->ring_bytes_max) {
+        ring_clear(ch);
+        ch->base_id = e->id;
+        free(e->sse);
+        return;
+    }
+    while (ch->count > 0 && (ch->count >= h->ring_max || ch->bytes + e->cost > h->ring_bytes_max))
+        ring_drop_oldest(ch);
+    if (ch->count == ch->cap && ring_grow(ch, h->ring_max) != 0) {
+        ring_clear(ch);
+        ch->base_id = e->id;
+        free(e->sse);
+        return;
+    }
+    *ring_at(ch, ch->count) = *e;
+    ch->count++;
+    ch->bytes += e->cost;
+}
+
+/* Index of the first ring entry with an id after @p cursor (count when none). */
+static size_t ring_find_after(struct gw_channel *ch, const struct pc_id *cursor)
+{
+    size_t lo = 0, hi = ch->count;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+
+        if (pc_id_cmp(&ring_at(ch, mid)->id, cursor) <= 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static int filter_match(const struct gw_filter *f, const char *event)
+{
+    const char *ev = event ? event : "message";
+
+    if (!f || f->n == 0)
+        return 1;
+    for (int i = 0; i < f->n; i++)
+        if (strcmp(f->names[i], ev) == 0)
+            return 1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Channels                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static struct gw_channel *channel_new(const struct gw_hub *h, const char *name)
+{
+    struct gw_channel *ch = calloc(1, sizeof(*ch));
+    size_t nl = strlen(name);
+
+    if (!ch)
+        return NULL;
+    if (nl > PC_CHANNEL_MAX || pc_key_channel(ch->key, sizeof(ch->key), h->prefix, name) < 0) {
+        free(ch);
+        return NULL;
+    }
+    memcpy(ch->name, name, nl + 1);
+    ch->hub = h;
+    pthread_mutex_init(&ch->mu, NULL);
+    cond_init_monotonic(&ch->cond);
+    return ch;
+}
+
+static void channel_free(struct gw_channel *ch)
+{
+    ring_clear(ch);
+    free(ch->ring);
+    pthread_mutex_destroy(&ch->mu);
+    pthread_cond_destroy(&ch->cond);
+    free(ch);
+}
+
+/* Hub lock held. */
+static struct gw_channel *table_find(struct gw_hub *h, const char *name)
+{
+    for (struct gw_channel *ch = h->buckets[hash_name(name)]; ch; ch = ch->next)
+        if (strcmp(ch->name, name) == 0)
+            return ch;
+    return NULL;
+}
+
+/* Hub lock held. */
+static void table_remove(struct gw_hub *h, struct gw_channel *ch)
+{
+    struct gw_channel **pp = &h->buckets[hash_name(ch->name)];
+
+    while (*pp && *pp != ch)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = ch->next;
+    h->nchannels--;
+    atomic_store_explicit(&h->metrics->hub_channels, (long)h->nchannels, memory_order_relaxed);
+}
+
+/* A reference to the subscribed channel @p name, or NULL when nobody follows it. */
+static struct gw_channel *hub_ref(struct gw_hub *h, const char *name)
+{
+    struct gw_channel *ch;
+
+    pthread_mutex_lock(&h->mu);
+    ch = table_find(h, name);
+    if (ch)
+        ch->refs++;
+    pthread_mutex_unlock(&h->mu);
+    return ch;
+}
+
+static void hub_wake_reader(struct gw_hub *h);
+
+static void hub_unref(struct gw_hub *h, struct gw_channel *ch, int wake)
+{
+    pthread_mutex_lock(&h->mu);
+    if (--ch->refs > 0) {
+        pthread_mutex_unlock(&h->mu);
+        return;
+    }
+    table_remove(h, ch);
+    h->dirty = 1;
+    pthread_cond_signal(&h->reader_cond);
+    pthread_mutex_unlock(&h->mu);
+    channel_free(ch);
+    if (wake)
+        hub_wake_reader(h);
+}
+
+const char *gw_channel_key(const struct gw_channel *ch)
+{
+    return ch->key;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Waking the reader: CLIENT UNBLOCK from the control connection             */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The reader clears dirty when it takes its snapshot. While dirty is still set
+ * and UNBLOCK answers 0, the reader is between its snapshot and XREAD (or busy
+ * elsewhere): try again shortly, a bounded number of times. A reader without a
+ * connection (reader_id 0) takes a fresh snapshot after reconnecting anyway.
+ */
+static void hub_wake_reader(struct gw_hub *h)
+{
+    const struct timespec half_ms = {0, 500000};
+    char err[256];
+
+    pthread_mutex_lock(&h->ctl_mu);
+    for (int tries = 0; tries < HUB_UNBLOCK_TRIES; tries++) {
+        char idbuf[32];
+        const char *argv[3] = {"CLIENT", "UNBLOCK", idbuf};
+        size_t argvlen[3];
+        long long id;
+        int dirty, unblocked;
+        redisReply *r;
+
+        pthread_mutex_lock(&h->mu);
+        dirty = h->dirty;
+        id = h->reader_id;
+        pthread_mutex_unlock(&h->mu);
+        if (!dirty || id == 0 || is_stopping(h))
+            break;
+        if (!h->ctl) {
+            h->ctl = pc_redis_connect(&h->url, HUB_CTL_CONNECT_TIMEOUT_MS, HUB_CTL_CMD_TIMEOUT_MS,
+                                      err, sizeof(err));
+            if (!h->ctl) {
+                pc_debug("hub", "control connection: %s", err);
+                break;
+            }
+        }
+        snprintf(idbuf, sizeof(idbuf), "%lld", id);
+        argvlen[0] = 6;
+        argvlen[1] = 7;
+        argvlen[2] = strlen(idbuf);
+        r = redisCommandArgv(h->ctl, 3, argv, argvlen);
+        if (!r) {
+            pc_debug("hub", "control connection lost: %s", h->ctl->errstr);
+            redisFree(h->ctl);
+            h->ctl = NULL;
+            break;
+        }
+        unblocked = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+        freeReplyObject(r);
+        if (unblocked)
+            break;
+        nanosleep(&half_ms, NULL);
+    }
+    pthread_mutex_unlock(&h->ctl_mu);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Subscribers                                                               */
+/* ------------------------------------------------------------------------ */
+
+struct gw_channel *gw_hub_subscribe(struct gw_hub *h, const char *name)
+{
+    struct gw_channel *ch;
+
+    pthread_mutex_lock(&h->mu);
+    if (is_stopping(h)) {
+        pthread_mutex_unlock(&h->mu);
+        return NULL;
+    }
+    ch = table_find(h, name);
+    if (ch) {
+        ch->refs++;
+        pthread_mutex_unlock(&h->mu);
+        return ch;
+    }
+    ch = channel_new(h, name);
+    if (!ch) {
+        pthread_mutex_unlock(&h->mu);
+        return NULL;
+    }
+    ch->refs = 1;
+    ch->next = h->buckets[hash_name(name)];
+    h->buckets[hash_name(name)] = ch;
+    h->nchannels++;
+    atomic_store_explicit(&h->metrics->hub_channels, (long)h->nchannels, memory_order_relaxed);
+    h->dirty = 1;
+    pthread_cond_signal(&h->reader_cond);
+    pthread_mutex_unlock(&h->mu);
+    hub_wake_reader(h);
+    return ch;
+}
+
+void gw_hub_unsubscribe(struct gw_hub *h, struct gw_channel *ch)
+{
+    if (ch)
+        hub_unref(h, ch, 1);
+}
+
+enum gw_poll gw_channel_poll(struct gw_channel *ch, struct pc_id *cursor,
+                             const struct gw_filter *filter, struct pc_buf *out, size_t soft_max,
+                             long long deadline_ms, size_t *nsent, struct gw_ring_pos *pos)
+{
+    enum gw_poll rc;
+    size_t n = 0;
+
+    pthread_mutex_lock(&ch->mu);
+    for (;;) {
+        size_t i;
+
+        /* Checked under the channel lock: gw_hub_stop broadcasts under it too. */
+        if (is_stopping(ch->hub)) {
+            rc = GW_POLL_STOP;
+            break;
+        }
+        if (ch->bad) {
+            rc = GW_POLL_BAD;
+            break;
+        }
+        if (!ch->ready || pc_id_cmp(cursor, &ch->base_id) < 0) {
+            pos->ready = ch->ready;
+            pos->base_id = ch->base_id;
+            rc = GW_POLL_BEHIND;
+            break;
+        }
+        for (i = ring_find_after(ch, cursor); i < ch->count; i++) {
+            struct ring_entry *e = ring_at(ch, i);
+
+            if (filter_match(filter, e->event)) {
+                if (out->len > 0 && out->len + e->sse_len > soft_max)
+                    break;
+                if (pc_buf_append(out, e->sse, e->sse_len) != 0)
+                    break;
+                n++;
+            }
+            *cursor = e->id;
+        }
+        /* Everything up to last_id was examined: skipped entries are passed too. */
+        if (i == ch->count && pc_id_cmp(cursor, &ch->last_id) < 0)
+            *cursor = ch->last_id;
+        if (n > 0) {
+            rc = GW_POLL_DATA;
+            break;
+        }
+        if (i < ch->count) { /* the next entry did not fit into an empty buffer */
+            rc = GW_POLL_ERROR;
+            break;
+        }
+        if (pc_now_ms() >= deadline_ms) {
+            rc = GW_POLL_TIMEOUT;
+            break;
+        }
+        cond_wait_until(&ch->cond, &ch->mu, deadline_ms);
+    }
+    pthread_mutex_unlock(&ch->mu);
+    *nsent = n;
+    return rc;
+}
+
+enum gw_poll gw_channel_wait(struct gw_channel *ch, long long deadline_ms)
+{
+    enum gw_poll rc = GW_POLL_TIMEOUT;
+
+    pthread_mutex_lock(&ch->mu);
+    if (!is_stopping(ch->hub) && !ch->bad)
+        cond_wait_until(&ch->cond, &ch->mu, deadline_ms);
+    if (is_stopping(ch->hub))
+        rc = GW_POLL_STOP;
+    else if (ch->bad)
+        rc = GW_POLL_BAD;
+    pthread_mutex_unlock(&ch->mu);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The reader thread                                                         */
+/* ------------------------------------------------------------------------ */
+
+static void reader_sleep(struct gw_hub *h, int ms)
+{
+    pthread_mutex_lock(&h->mu);
+    if (!is_stopping(h))
+        cond_wait_until(&h->reader_cond, &h->mu, pc_now_ms() + ms);
+    pthread_mutex_unlock(&h->mu);
+}
+
+static int reader_connect(struct gw_hub *h, struct reader *r, int quiet)
+{
+    char err[256];
+    redisReply *rep;
+    long long id;
+
+    r->c = pc_redis_connect(&h->url, HUB_CONNECT_TIMEOUT_MS, 0, err, sizeof(err));
+    if (!r->c) {
+        if (quiet)
+            pc_debug("hub", "%s", err);
+        else
+            pc_warn("hub", "%s; retrying", err);
+        return -1;
+    }
+    /* BLOCK 0 has no timeout: keepalive notices a peer that vanished silently. */
+    redisEnableKeepAlive(r->c);
+    rep = redisCommand(r->c, "CLIENT ID");
+    if (!rep || rep->type != REDIS_REPLY_INTEGER) {
+        pc_warn("hub", "redis: CLIENT ID failed: %s",
+                rep ? (rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply")
+                    : r->c->errstr);
+        if (rep)
+            freeReplyObject(rep);
+        redisFree(r->c);
+        r->c = NULL;
+        return -1;
+    }
+    id = rep->integer;
+    freeReplyObject(rep);
+    pthread_mutex_lock(&h->mu);
+    h->reader_id = id;
+    h->reader_fd = r->c->fd;
+    h->dirty = 1;
+    pthread_mutex_unlock(&h->mu);
+    return 0;
+}
+
+static void reader_disconnect(struct gw_hub *h, struct reader *r)
+{
+    if (!r->c)
+        return;
+    pthread_mutex_lock(&h->mu);
+    h->reader_id = 0;
+    h->reader_fd = -1;
+    pthread_mutex_unlock(&h->mu);
+    redisFree(r->c);
+    r->c = NULL;
+}
+
+static int reserve_slots(struct slot **arr, size_t *cap, size_t need)
+{
+    size_t ncap = *cap ? *cap : 16;
+    struct slot *n;
+
+    if (need <= *cap)
+        return 0;
+    while (ncap < need)
+        ncap *= 2;
+    n = realloc(*arr, ncap * sizeof(*n));
+    if (!n)
+        return PC_ENOMEM;
+    *arr = n;
+    *cap = ncap;
+    return 0;
+}
+
+/* Copy the channel set: keys to XREAD (with their last ids) and keys to set up. */
+static int reader_snapshot(struct gw_hub *h, struct reader *r)
+{
+    int rc = 0;
+
+    r->nkeys = 0;
+    r->ninit = 0;
+    pthread_mutex_lock(&h->mu);
+    h->dirty = 0;
+    for (size_t b = 0; b < HUB_BUCKETS && rc == 0; b++) {
+        for (struct gw_channel *ch = h->buckets[b]; ch && rc == 0; ch = ch->next) {
+            pthread_mutex_lock(&ch->mu);
+            if (ch->bad) {
+                /* not followed */
+            } else if (!ch->ready) {
+                rc = reserve_slots(&r->init, &r->capinit, r->ninit + 1);
+                if (rc == 0)
+                    memcpy(r->init[r->ninit++].key, ch->key, sizeof(ch->key));
+            } else {
+                rc = reserve_slots(&r->keys, &r->capkeys, r->nkeys + 1);
+                if (rc == 0) {
+                    memcpy(r->keys[r->nkeys].key, ch->key, sizeof(ch->key));
+                    pc_id_format(&ch->last_id, r->keys[r->nkeys].id);
+                    r->nkeys++;
+                }
+            }
+            pthread_mutex_unlock(&ch->mu);
+        }
+    }
+    if (rc != 0)
+        h->dirty = 1;
+    pthread_mutex_unlock(&h->mu);
+    return rc;
+}
+
+static redisReply *reader_get_reply(struct reader *r)
+{
+    void *v = NULL;
+
+    if (redisGetReply(r->c, &v) != REDIS_OK)
+        return NULL;
+    return v;
+}
+
+static int is_wrongtype(const redisReply *rep)
+{
+    return rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "WRONGTYPE", 9) == 0;
+}
+
+/* Set up new channels: base_id = last_id = the stream's current last id (0-0 when none). */
+static enum round reader_init(struct gw_hub *h, struct reader *r)
+{
+    enum round res = ROUND_OK;
+
+    for (size_t i = 0; i < r->ninit; i++) {
+        const char *argv[6] = {"XREVRANGE", r->init[i].key, "+", "-", "COUNT", "1"};
+        size_t argvlen[6] = {9, strlen(r->init[i].key), 1, 1, 5, 1};
+
+        redisAppendCommandArgv(r->c, 6, argv, argvlen);
+    }
+    for (size_t i = 0; i < r->ninit; i++) {
+        redisReply *rep = reader_get_reply(r);
+        const char *name = pc_key_channel_name(r->init[i].key, h->prefix);
+        struct gw_channel *ch;
+
+        if (!rep) {
+            if (!is_stopping(h))
+                pc_warn("hub", "redis: connection lost: %s", r->c->errstr);
+            return ROUND_LOST;
+        }
+        ch = name ? hub_ref(h, name) : NULL;
+        if (ch) {
+            pthread_mutex_lock(&ch->mu);
+            if (!ch->ready && !ch->bad) {
+                struct pc_id id = {0, 0};
+                int ok = rep->type == REDIS_REPLY_ARRAY;
+
+                if (ok && rep->elements > 0) {
+                    const redisReply *e = rep->element[0];
+
+                    ok = e->type == REDIS_REPLY_ARRAY && e->elements >= 1 &&
+                         e->element[0]->type == REDIS_REPLY_STRING &&
+                         pc_id_parse(e->element[0]->str, e->element[0]->len, 0, &id) == 0;
+                }
+                if (ok) {
+                    ch->base_id = id;
+                    ch->last_id = id;
+                    ch->ready = 1;
+                    pthread_cond_broadcast(&ch->cond);
+                } else if (is_wrongtype(rep)) {
+                    pc_warn("hub", "channel \"%s\": key %s is not a stream", ch->name, ch->key);
+                    ch->bad = 1;
+                    pthread_cond_broadcast(&ch->cond);
+                } else {
+                    pc_warn("hub", "redis: XREVRANGE %s: %s", ch->key,
+                            rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+                    res = ROUND_ERROR;
+                }
+            }
+            pthread_mutex_unlock(&ch->mu);
+            hub_unref(h, ch, 0);
+        }
+        freeReplyObject(rep);
+    }
+    return res;
+}
+
+/* XREAD failed with WRONGTYPE: find the keys that are not streams and stop following them. */
+static enum round reader_check_types(struct gw_hub *h, struct reader *r)
+{
+    for (size_t i = 0; i < r->nkeys; i++) {
+        const char *argv[2] = {"TYPE", r->keys[i].key};
+        size_t argvlen[2] = {4, strlen(r->keys[i].key)};
+
+        redisAppendCommandArgv(r->c, 2, argv, argvlen);
+    }
+    for (size_t i = 0; i < r->nkeys; i++) {
+        redisReply *rep = reader_get_reply(r);
+        const char *name = pc_key_channel_name(r->keys[i].key, h->prefix);
+        struct gw_channel *ch;
+
+        if (!rep)
+            return ROUND_LOST;
+        if (rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "stream") != 0 &&
+            strcmp(rep->str, "none") != 0 && name && (ch = hub_ref(h, name)) != NULL) {
+            pthread_mutex_lock(&ch->mu);
+            pc_warn("hub", "channel \"%s\": key %s is a %s, not a stream", ch->name, ch->key,
+                    rep->str);
+            ch->bad = 1;
+            pthread_cond_broadcast(&ch->cond);
+            pthread_mutex_unlock(&ch->mu);
+            hub_unref(h, ch, 0);
+        }
+        freeReplyObject(rep);
+    }
+    return ROUND_ERROR;
+}
+
+/* Find a field of an entry's field/value array; NULL when absent. */
+static const redisReply *entry_field(const redisReply *fields, const char *name, size_t nl)
+{
+    if (!fields || fields->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+        const redisReply *f = fields->element[i];
+
+        if (f->type == REDIS_REPLY_STRING && f->len == nl && memcmp(f->str, name, nl) == 0)
+            return fields->element[i + 1]->type == REDIS_REPLY_STRING ? fields->element[i + 1]
+                                                                      : NULL;
+    }
+    return NULL;
+}
+
+/* Encode one stream's new entries outside any lock, then append them to its ring. */
+static void reader_process(struct gw_hub *h, struct reader *r, const redisReply *stream)
+{
+    const redisReply *key, *entries;
+    struct ring_entry *tmp;
+    struct gw_channel *ch;
+    struct pc_id last = {0, 0};
+    const char *name;
+    size_t k = 0;
+    int have_last = 0;
+
+    if (stream->type != REDIS_REPLY_ARRAY || stream->elements != 2)
+        return;
+    key = stream->element[0];
+    entries = stream->element[1];
+    if (key->type != REDIS_REPLY_STRING || entries->type != REDIS_REPLY_ARRAY ||
+        entries->elements == 0)
+        return;
+    name = pc_key_channel_name(key->str, h->prefix);
+    if (!name || !(ch = hub_ref(h, name)))
+        return;
+    tmp = calloc(entries->elements, sizeof(*tmp));
+    if (!tmp) {
+        /* last_id does not move: the next XREAD asks for these entries again */
+        hub_unref(h, ch, 0);
+        return;
+    }
+    for (size_t i = 0; i < entries->elements; i++) {
+        const redisReply *e = entries->element[i];
+        const redisReply *data, *ev;
+        struct pc_id id;
+        size_t evlen = 0;
+        char *mem;
+
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+            e->element[0]->type != REDIS_REPLY_STRING ||
+            pc_id_parse(e->element[0]->str, e->element[0]->len, 0, &id) != 0)
+            continue;
+        last = id;
+        have_last = 1;
+        data = entry_field(e->element[1], "data", 4);
+        ev = entry_field(e->element[1], "event", 5);
+        if (!data) {
+            gw_metrics_add(&h->metrics->sse_events_dropped, 1);
+            continue;
+        }
+        if (ev) {
+            if (!pc_event_valid(ev->str, ev->len)) {
+                pc_debug("hub", "%s %s: invalid event name, entry skipped", key->str,
+                         e->element[0]->str);
+                gw_metrics_add(&h->metrics->sse_events_dropped, 1);
+                continue;
+            }
+            evlen = ev->len;
+        }
+        pc_buf_reset(&r->scratch);
+        if (pc_sse_event(&r->scratch, e->element[0]->str, ev ? ev->str : NULL, data->str,
+                         data->len) != 0 ||
+            !(mem = malloc(r->scratch.len + evlen + 1))) {
+            pc_warn("hub", "%s %s: entry of %zu bytes cannot be encoded, skipped", key->str,
+                    e->element[0]->str, data->len);
+            gw_metrics_add(&h->metrics->sse_events_dropped, 1);
+            continue;
+        }
+        memcpy(mem, r->scratch.data, r->scratch.len);
+        tmp[k].id = id;
+        tmp[k].sse = mem;
+        tmp[k].sse_len = r->scratch.len;
+        tmp[k].event = NULL;
+        if (ev) {
+            memcpy(mem + r->scratch.len, ev->str, evlen);
+            mem[r->scratch.len + evlen] = '\0';
+            tmp[k].event = mem + r->scratch.len;
+        }
+        tmp[k].cost = r->scratch.len + evlen + HUB_ENTRY_OVERHEAD;
+        k++;
+    }
+    if (r->scratch.cap > (1u << 20))
+        pc_buf_free(&r->scratch); /* do not keep a huge scratch buffer around */
+
+    pthread_mutex_lock(&ch->mu);
+    /* A channel that was re-created since the snapshot is set up again first. */
+    if (ch->ready && !ch->bad) {
+        for (size_t i = 0; i < k; i++) {
+            if (pc_id_cmp(&tmp[i].id, &ch->last_id) > 0) {
+                ring_push(h, ch, &tmp[i]);
+                tmp[i].sse = NULL;
+            }
+        }
+        if (have_last && pc_id_cmp(&last, &ch->last_id) > 0)
+            ch->last_id = last;
+        pthread_cond_broadcast(&ch->cond);
+    }
+    pthread_mutex_unlock(&ch->mu);
+    hub_unref(h, ch, 0);
+    for (size_t i = 0; i < k; i++)
+        free(tmp[i].sse);
+    free(tmp);
+}
+
+static enum round reader_round(struct gw_hub *h, struct reader *r)
+{
+    size_t argc;
+    redisReply *rep;
+    enum round res = ROUND_OK;
+
+    if (reader_snapshot(h, r) != 0)
+        return ROUND_ERROR;
+    if (is_stopping(h))
+        return ROUND_STOP;
+    if (r->ninit > 0)
+        return reader_init(h, r);
+    if (r->nkeys == 0) {
+        pthread_mutex_lock(&h->mu);
+        while (!h->dirty && !is_stopping(h))
+            pthread_cond_wait(&h->reader_cond, &h->mu);
+        pthread_mutex_unlock(&h->mu);
+        return ROUND_OK;
+    }
+
+    argc = 6 + 2 * r->nkeys;
+    if (argc > r->capargv) {
+        const char **a = realloc(r->argv, argc * sizeof(*a));
+        size_t *l;
+
+        if (!a)
+            return ROUND_ERROR;
+        r->argv = a;
+        l = realloc(r->argvlen, argc * sizeof(*l));
+        if (!l)
+            return ROUND_ERROR;
+        r->argvlen = l;
+        r->capargv = argc;
+    }
+    r->argv[0] = "XREAD";
+    r->argv[1] = "BLOCK";
+    r->argv[2] = "0";
+    r->argv[3] = "COUNT";
+    r->argv[4] = HUB_XREAD_COUNT;
+    r->argv[5] = "STREAMS";
+    for (size_t i = 0; i < 6; i++)
+        r->argvlen[i] = strlen(r->argv[i]);
+    for (size_t i = 0; i < r->nkeys; i++) {
+        r->argv[6 + i] = r->keys[i].key;
+        r->argvlen[6 + i] = strlen(r->keys[i].key);
+        r->argv[6 + r->nkeys + i] = r->keys[i].id;
+        r->argvlen[6 + r->nkeys + i] = strlen(r->keys[i].id);
+    }
+    rep = redisCommandArgv(r->c, (int)argc, r->argv, r->argvlen);
+    if (!rep) {
+        if (is_stopping(h))
+            return ROUND_STOP;
+        pc_warn("hub", "redis: connection lost: %s; reconnecting", r->c->errstr);
+        return ROUND_LOST;
+    }
+    switch (rep->type) {
+    case REDIS_REPLY_NIL: /* CLIENT UNBLOCK: the set changed */
+        break;
+    case REDIS_REPLY_ARRAY:
+        for (size_t i = 0; i < rep->elements; i++)
+            reader_process(h, r, rep->element[i]);
+        break;
+    case REDIS_REPLY_ERROR:
+        pc_warn("hub", "redis: XREAD: %s", rep->str);
+        res = is_wrongtype(rep) ? reader_check_types(h, r) : ROUND_ERROR;
+        break;
+    default:
+        pc_warn("hub", "redis: XREAD: unexpected reply type %d", rep->type);
+        res = ROUND_ERROR;
+        break;
+    }
+    freeReplyObject(rep);
+    return res;
+}
+
+static void *reader_main(void *arg)
+{
+    struct gw_hub *h = arg;
+    struct reader r;
+    int failing = 0; /* consecutive connection failures; the next success is a reconnect */
+
+    memset(&r, 0, sizeof(r));
+    pc_backoff_init(&r.bo, 100, 2000);
+    pc_buf_init(&r.scratch, HUB_ENTRY_MAX);
+    while (!is_stopping(h)) {
+        enum round res;
+
+        if (!r.c) {
+            if (reader_connect(h, &r, failing > 0) != 0) {
+                gw_metrics_add(&h->metrics->redis_errors, 1);
+                failing++;
+                reader_sleep(h, pc_backoff_next(&r.bo));
+                continue;
+            }
+            if (failing) {
+                gw_metrics_add(&h->metrics->redis_reconnects, 1);
+                pc_info("hub", "redis: connected again, resuming every channel");
+            }
+            failing = 0;
+        }
+        res = reader_round(h, &r);
+        if (res == ROUND_OK) {
+            pc_backoff_reset(&r.bo);
+            continue;
+        }
+        if (res == ROUND_STOP || is_stopping(h))
+            break;
+        gw_metrics_add(&h->metrics->redis_errors, 1);
+        if (res == ROUND_LOST) {
+            reader_disconnect(h, &r);
+            failing = 1;
+        }
+        reader_sleep(h, pc_backoff_next(&r.bo));
+    }
+    reader_disconnect(h, &r);
+    free(r.keys);
+    free(r.init);
+    free(r.argv);
+    free(r.argvlen);
+    pc_buf_free(&r.scratch);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Life cycle                                                                */
+/* ------------------------------------------------------------------------ */
+
+struct gw_hub *gw_hub_new(const struct pc_redis_url *u, const char *prefix, size_t ring_entries,
+                          size_t ring_bytes, struct gw_metrics *m, char *err, size_t errlen)
+{
+    struct gw_hub *h;
+
+    if (!pc_prefix_valid(prefix) || ring_entries == 0 || ring_bytes == 0) {
+        snprintf(err, errlen, "hub: invalid settings");
+        return NULL;
+    }
+    h = calloc(1, sizeof(*h));
+    if (!h) {
+        snprintf(err, errlen, "hub: %s", pc_strerror(PC_ENOMEM));
+        return NULL;
+    }
+    h->url = *u;
+    snprintf(h->prefix, sizeof(h->prefix), "%s", prefix);
+    h->ring_max = ring_entries;
+    h->ring_bytes_max = ring_bytes;
+    h->metrics = m;
+    atomic_init(&h->stopping, 0);
+    h->reader_fd = -1;
+    pthread_mutex_init(&h->mu, NULL);
+    cond_init_monotonic(&h->reader_cond);
+    pthread_mutex_init(&h->ctl_mu, NULL);
+    return h;
+}
+
+int gw_hub_start(struct gw_hub *h)
+{
+    if (pthread_create(&h->reader, NULL, reader_main, h) != 0)
+        return PC_ENOMEM;
+    h->reader_started = 1;
+    return 0;
+}
+
+int gw_hub_stopping(const struct gw_hub *h)
+{
+    return is_stopping(h);
+}
+
+void gw_hub_stop(struct gw_hub *h)
+{
+    atomic_store(&h->stopping, 1);
+    pthread_mutex_lock(&h->mu);
+    /* The reader may sit in XREAD BLOCK 0: make its read return at once. */
+    if (h->reader_fd >= 0)
+        shutdown(h->reader_fd, SHUT_RDWR);
+    pthread_cond_broadcast(&h->reader_cond);
+    for (size_t b = 0; b < HUB_BUCKETS; b++) {
+        for (struct gw_channel *ch = h->buckets[b]; ch; ch = ch->next) {
+            pthread_mutex_lock(&ch->mu);
+            pthread_cond_broadcast(&ch->cond);
+            pthread_mutex_unlock(&ch->mu);
+        }
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
+void gw_hub_free(struct gw_hub *h)
+{
+    if (!h)
+        return;
+    if (h->reader_started) {
+        gw_hub_stop(h);
+        pthread_join(h->reader, NULL);
+    }
+    for (size_t b = 0; b < HUB_BUCKETS; b++) {
+        while (h->buckets[b]) {
+            struct gw_channel *ch = h->buckets[b];
+
+            pc_warn("hub", "channel \"%s\" still has %d subscriber(s) at exit", ch->name, ch->refs);
+            h->buckets[b] = ch->next;
+            channel_free(ch);
+        }
+    }
+    if (h->ctl)
+        redisFree(h->ctl);
+    pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->reader_cond);
+    pthread_mutex_destroy(&h->ctl_mu);
+    free(h);
+}

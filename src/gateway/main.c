@@ -1,0 +1,227 @@
+/* main.c -- pipecast-gateway: parse options, start the hub and civetweb, wait for a signal.
+ *
+ * Stop order: hub stop (every stream returns), mg_stop (waits for the workers),
+ * then the reader thread is joined and everything is freed.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <civetweb.h>
+
+#include "pipecast/log.h"
+#include "pipecast/redis.h"
+
+#include "config.h"
+#include "gateway.h"
+#include "http_util.h"
+#include "hub.h"
+#include "metrics.h"
+#include "rpool.h"
+
+#define GW_POOL_SIZE 8
+#define GW_REST_THREADS 16 /* workers beyond max-clients, for REST and static files */
+
+static struct gw_ctx *ctx_of(const struct mg_connection *conn)
+{
+    return mg_get_user_data(mg_get_context(conn));
+}
+
+static int on_log_message(const struct mg_connection *conn, const char *message)
+{
+    (void)conn;
+    pc_warn("http", "%s", message);
+    return 1;
+}
+
+/*
+ * Called for every request before civetweb looks for a handler. Handlers can
+ * only be registered after mg_start(), when the port already accepts: a
+ * request that arrives in between is dispatched from here, so it never sees
+ * civetweb's 404. Requests for anything else are static files: count them.
+ */
+static int on_begin_request(struct mg_connection *conn)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    const char *u = ri && ri->local_uri ? ri->local_uri : "";
+    struct gw_ctx *gw = ctx_of(conn);
+    int ready;
+
+    if (!gw)
+        return 0;
+    ready = atomic_load(&gw->routes_ready);
+    if (strcmp(u, "/api") == 0 || strncmp(u, "/api/", 5) == 0) {
+        if (ready)
+            return 0;
+        mg_disable_connection_keep_alive(conn);
+        return gw_api_handler(conn, gw);
+    }
+    if (strcmp(u, "/healthz") == 0) {
+        if (ready)
+            return 0;
+        mg_disable_connection_keep_alive(conn);
+        return gw_api_health_handler(conn, gw);
+    }
+    if (strcmp(u, "/metrics") == 0) {
+        if (ready)
+            return 0;
+        mg_disable_connection_keep_alive(conn);
+        return gw_api_metrics_handler(conn, gw);
+    }
+    gw_metrics_request(gw->metrics, GW_EP_STATIC);
+    return 0;
+}
+
+/* civetweb's own errors (bad requests, too large headers, missing files) as JSON. */
+static int on_http_error(struct mg_connection *conn, int status, const char *msg)
+{
+    char clean[256];
+    const char *nl = msg ? strchr(msg, '\n') : NULL;
+    size_t len = msg ? (nl ? (size_t)(nl - msg) : strlen(msg)) : 0;
+
+    gw_http_quote(msg ? msg : "", len, clean, sizeof(clean));
+    if (!clean[0])
+        snprintf(clean, sizeof(clean), "%s", gw_http_status_text(status));
+    if (status >= 400 && status != 404)
+        mg_disable_connection_keep_alive(conn);
+    gw_http_error(conn, ctx_of(conn), status,
+                  status >= 400 && status != 404 ? "Connection: close\r\n" : NULL, "%s", clean);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct gw_config cfg;
+    struct gw_metrics metrics;
+    struct gw_ctx gw;
+    struct mg_callbacks cb;
+    struct mg_init_data init;
+    struct mg_error_data merr;
+    struct mg_server_port ports[4];
+    struct mg_context *mg;
+    char err[512], threads[32], mgerr[256];
+    const char *opts[32];
+    unsigned mgcode = 0;
+    sigset_t sigs;
+    int nopt = 0, sig = 0, rc;
+
+    rc = gw_config_parse(&cfg, argc, argv, err, sizeof(err));
+    if (rc == GW_CONFIG_EXIT)
+        return 0;
+    if (rc != GW_CONFIG_OK) {
+        fprintf(stderr, "pipecast-gateway: %s\n", err);
+        return 2;
+    }
+    pc_log_init("pipecast-gateway", (enum pc_log_level)cfg.log_level);
+
+    /* Every thread inherits this mask; only sigwait() below takes the signals. */
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+    gw_metrics_init(&metrics);
+    memset(&gw, 0, sizeof(gw));
+    atomic_init(&gw.routes_ready, 0);
+    gw.cfg = &cfg;
+    gw.metrics = &metrics;
+    gw.pool = gw_rpool_new(&cfg.redis, GW_POOL_SIZE, &metrics);
+    gw.hub = gw_hub_new(&cfg.redis, cfg.prefix, (size_t)cfg.ring, GW_RING_BYTES_MAX, &metrics, err,
+                        sizeof(err));
+    if (!gw.pool || !gw.hub || gw_hub_start(gw.hub) != 0) {
+        fprintf(stderr, "pipecast-gateway: cannot start: %s\n", gw.hub ? "out of memory" : err);
+        gw_hub_free(gw.hub);
+        gw_rpool_free(gw.pool);
+        return 1;
+    }
+
+    snprintf(threads, sizeof(threads), "%d", cfg.max_clients + GW_REST_THREADS);
+    opts[nopt++] = "listening_ports";
+    opts[nopt++] = cfg.listen;
+    opts[nopt++] = "num_threads";
+    opts[nopt++] = threads;
+    opts[nopt++] = "request_timeout_ms";
+    opts[nopt++] = "10000";
+    opts[nopt++] = "enable_keep_alive";
+    opts[nopt++] = "yes";
+    opts[nopt++] = "decode_url";
+    opts[nopt++] = "no";
+    opts[nopt++] = "enable_directory_listing";
+    opts[nopt++] = "no";
+    opts[nopt++] = "access_control_allow_origin";
+    opts[nopt++] = cfg.cors_origin; /* "" = no header (civetweb's default would be "*") */
+    opts[nopt++] = "additional_header";
+    opts[nopt++] = "X-Content-Type-Options: nosniff";
+    if (cfg.web_root[0]) {
+        opts[nopt++] = "document_root";
+        opts[nopt++] = cfg.web_root;
+    } else {
+        pc_warn("http", "no web root found (--web-root): only the API is served");
+    }
+    opts[nopt] = NULL;
+
+    memset(&cb, 0, sizeof(cb));
+    cb.log_message = on_log_message;
+    cb.begin_request = on_begin_request;
+    cb.http_error = on_http_error;
+    memset(&init, 0, sizeof(init));
+    init.callbacks = &cb;
+    init.user_data = &gw;
+    init.configuration_options = opts;
+    memset(&merr, 0, sizeof(merr));
+    mgerr[0] = '\0';
+    merr.code = &mgcode;
+    merr.text = mgerr;
+    merr.text_buffer_size = sizeof(mgerr);
+
+    mg_init_library(0);
+    mg = mg_start2(&init, &merr);
+    if (!mg) {
+        fprintf(stderr, "pipecast-gateway: cannot listen on %s: %s\n", cfg.listen,
+                mgerr[0] ? mgerr : "civetweb failed to start");
+        gw_hub_free(gw.hub);
+        gw_rpool_free(gw.pool);
+        mg_exit_library();
+        return 1;
+    }
+    mg_set_request_handler(mg, "/api", gw_api_handler, &gw);
+    mg_set_request_handler(mg, "/healthz", gw_api_health_handler, &gw);
+    mg_set_request_handler(mg, "/metrics", gw_api_metrics_handler, &gw);
+    atomic_store(&gw.routes_ready, 1);
+
+    memset(ports, 0, sizeof(ports));
+    if (mg_get_server_ports(mg, 4, ports) > 0) {
+        char host[128];
+        char *colon;
+
+        snprintf(host, sizeof(host), "%s", cfg.listen);
+        colon = strrchr(host, ':');
+        if (colon)
+            *colon = '\0';
+        fprintf(stderr, "pipecast-gateway: listening on http://%s:%d\n", host, ports[0].port);
+    } else {
+        fprintf(stderr, "pipecast-gateway: listening on http://%s\n", cfg.listen);
+    }
+    {
+        char where[300];
+
+        pc_redis_url_describe(&cfg.redis, where, sizeof(where));
+        pc_info("main", "redis %s, prefix \"%s\", max-clients %d, ring %d, web root %s", where,
+                cfg.prefix, cfg.max_clients, cfg.ring, cfg.web_root[0] ? cfg.web_root : "(none)");
+    }
+
+    while (sigwait(&sigs, &sig) != 0)
+        ;
+    pc_info("main", "%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+
+    gw_hub_stop(gw.hub);
+    mg_stop(mg);
+    gw_hub_free(gw.hub);
+    gw_rpool_free(gw.pool);
+    mg_exit_library();
+    pc_info("main", "stopped");
+    return 0;
+}
