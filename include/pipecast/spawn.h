@@ -30,6 +30,8 @@ struct pc_spawn_opts {
     int drop_user; /* 1: setgid(gid), setgroups, setuid(uid) before exec */
     uid_t uid;
     gid_t gid;
+    int die_with_parent; /* 1: SIGKILL the child (not its children) when the calling thread
+                            exits (PR_SET_PDEATHSIG) */
 };
 
 struct pc_proc {

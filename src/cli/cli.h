@@ -101,5 +101,7 @@ int pc_cli_print_version(void);
 /* The subcommands. */
 int pc_cli_pipe(int argc, char **argv);
 int pc_cli_tail(int argc, char **argv);
+int pc_cli_run(int argc, char **argv);
+int pc_cli_jobs(int argc, char **argv);
 
 #endif

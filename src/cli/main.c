@@ -18,6 +18,8 @@ struct cli_cmd {
 static const struct cli_cmd cli_cmds[] = {
     {"pipe", pc_cli_pipe, "publish stdin, one entry per line, to a channel"},
     {"tail", pc_cli_tail, "print a channel's entries (-f: keep following)"},
+    {"run", pc_cli_run, "run a command, publish its output and exit status, keep its exit code"},
+    {"jobs", pc_cli_jobs, "submit, list, show, kill and feed jobs through the gateway"},
 };
 
 static void usage(FILE *f)

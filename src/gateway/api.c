@@ -5,7 +5,9 @@
  *   DELETE /api/channels/<ch>                      DEL
  *   POST   /api/channels/<ch>[?event=]             publish the body, one entry per line
  *   GET    /api/channels/<ch>/events               SSE (sse_handler.c)
+ *   GET    /api/events?channel=a&channel=b          SSE, several channels (sse_handler.c)
  *   GET    /healthz, /metrics
+ *   /api/jobs, /api/sessions, /api/runners, /api/templates: jobs_api.c
  *
  * civetweb runs with decode_url=no, so a path segment is URL-decoded here and
  * "a%2Fb" or "a%00b" is refused as a channel name instead of being rewritten.
@@ -27,6 +29,7 @@
 
 #include "gateway.h"
 #include "http_util.h"
+#include "jobs_api.h"
 
 #define API_LIST_DEFAULT 100
 #define API_LIST_MAX 1000
@@ -631,6 +634,16 @@ int gw_api_handler(struct mg_connection *conn, void *cbdata)
     size_t seglen;
     int rc;
 
+    if (strcmp(uri, "/api/events") == 0) {
+        gw_metrics_request(gw->metrics, GW_EP_EVENTS);
+        if (method_is(ri, "OPTIONS"))
+            return preflight(conn, gw, ALLOW_EVENTS);
+        if (!method_is(ri, "GET"))
+            return not_allowed(conn, gw, ALLOW_EVENTS, ri);
+        return gw_sse_handle_multi(gw, conn);
+    }
+    if (gw_jobs_api_match(uri))
+        return gw_jobs_api_handle(conn, gw);
     if (strncmp(uri, "/api/channels", 13) != 0 || (uri[13] != '\0' && uri[13] != '/'))
         return gw_http_error(conn, gw, 404, NULL, "no such endpoint");
     rest = uri + 13;

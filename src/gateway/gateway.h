@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "hub.h"
+#include "jobs_api.h"
 #include "metrics.h"
 #include "rpool.h"
 
@@ -21,6 +22,7 @@ struct gw_ctx {
     struct gw_metrics *metrics;
     struct gw_hub *hub;
     struct gw_rpool *pool;
+    struct gw_jobs *jobs;    /* job API state (jobs_api.c); may be NULL */
     atomic_int routes_ready; /* the civetweb request handlers are registered */
 };
 
@@ -29,6 +31,9 @@ struct gw_ctx {
 
 /* The SSE endpoint, GET /api/channels/<channel>/events (sse_handler.c). @return the status. */
 int gw_sse_handle(struct gw_ctx *gw, struct mg_connection *conn, const char *channel);
+
+/* Several channels on one stream, GET /api/events?channel=a&channel=b (sse_handler.c). */
+int gw_sse_handle_multi(struct gw_ctx *gw, struct mg_connection *conn);
 
 /* civetweb request handlers (api.c); cbdata is the struct gw_ctx. */
 int gw_api_handler(struct mg_connection *conn, void *cbdata);

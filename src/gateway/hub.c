@@ -40,7 +40,25 @@ struct ring_entry {
     const char *event; /* NULL: no event name; points into the sse allocation */
     char *sse;         /* the encoded event: id, event, data lines, blank line */
     size_t sse_len;
-    size_t cost; /* bytes charged against the ring's byte cap */
+    size_t body_off; /* where the line after "id: <id>\n" starts */
+    size_t cost;     /* bytes charged against the ring's byte cap */
+};
+
+/* One slot of a gw_waiter, linked into its channel's list while attached. */
+struct watch {
+    struct watch *prev, *next; /* channel lock */
+    struct gw_channel *ch;     /* NULL: not attached */
+    struct gw_waiter *w;
+    uint64_t bit;
+};
+
+struct gw_waiter {
+    const struct gw_hub *hub;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    uint64_t fired; /* under mu */
+    unsigned n;
+    struct watch slots[GW_WAITER_MAX];
 };
 
 struct gw_channel {
@@ -59,6 +77,7 @@ struct gw_channel {
     struct pc_id last_id;    /* the reader's position (skipped entries included) */
     struct ring_entry *ring; /* circular: entry i (0 = oldest) is ring[(head + i) % cap] */
     size_t cap, head, count, bytes;
+    struct watch *watchers; /* waiters of multi-channel subscribers */
 };
 
 struct gw_hub {
@@ -152,6 +171,18 @@ static int is_stopping(const struct gw_hub *h)
     return atomic_load(&h->stopping);
 }
 
+/* Wake whoever waits for @p ch: its subscribers and the attached waiters. Channel lock held. */
+static void channel_notify(struct gw_channel *ch)
+{
+    pthread_cond_broadcast(&ch->cond);
+    for (struct watch *wt = ch->watchers; wt; wt = wt->next) {
+        pthread_mutex_lock(&wt->w->mu);
+        wt->w->fired |= wt->bit;
+        pthread_cond_signal(&wt->w->cond);
+        pthread_mutex_unlock(&wt->w->mu);
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Rings (channel lock held)                                                 */
 /* ------------------------------------------------------------------------ */
@@ -241,7 +272,7 @@ static size_t ring_find_after(struct gw_channel *ch, const struct pc_id *cursor)
     return lo;
 }
 
-static int filter_match(const struct gw_filter *f, const char *event)
+int gw_filter_match(const struct gw_filter *f, const char *event)
 {
     const char *ev = event ? event : "message";
 
@@ -321,12 +352,13 @@ static struct gw_channel *hub_ref(struct gw_hub *h, const char *name)
 
 static void hub_wake_reader(struct gw_hub *h);
 
-static void hub_unref(struct gw_hub *h, struct gw_channel *ch, int wake)
+/* Drop a reference. @return 1 when it was the last (the channel is gone), else 0. */
+static int hub_unref(struct gw_hub *h, struct gw_channel *ch, int wake)
 {
     pthread_mutex_lock(&h->mu);
     if (--ch->refs > 0) {
         pthread_mutex_unlock(&h->mu);
-        return;
+        return 0;
     }
     table_remove(h, ch);
     h->dirty = 1;
@@ -335,6 +367,7 @@ static void hub_unref(struct gw_hub *h, struct gw_channel *ch, int wake)
     channel_free(ch);
     if (wake)
         hub_wake_reader(h);
+    return 1;
 }
 
 const char *gw_channel_key(const struct gw_channel *ch)
@@ -404,26 +437,21 @@ static void hub_wake_reader(struct gw_hub *h)
 /* Subscribers                                                               */
 /* ------------------------------------------------------------------------ */
 
-struct gw_channel *gw_hub_subscribe(struct gw_hub *h, const char *name)
+/*
+ * Take a reference to channel @p name; a new one is created, added to the
+ * reader's set and counted in @p created. Hub lock held.
+ */
+static struct gw_channel *hub_add_locked(struct gw_hub *h, const char *name, int *created)
 {
-    struct gw_channel *ch;
+    struct gw_channel *ch = table_find(h, name);
 
-    pthread_mutex_lock(&h->mu);
-    if (is_stopping(h)) {
-        pthread_mutex_unlock(&h->mu);
-        return NULL;
-    }
-    ch = table_find(h, name);
     if (ch) {
         ch->refs++;
-        pthread_mutex_unlock(&h->mu);
         return ch;
     }
     ch = channel_new(h, name);
-    if (!ch) {
-        pthread_mutex_unlock(&h->mu);
+    if (!ch)
         return NULL;
-    }
     ch->refs = 1;
     ch->next = h->buckets[hash_name(name)];
     h->buckets[hash_name(name)] = ch;
@@ -431,9 +459,37 @@ struct gw_channel *gw_hub_subscribe(struct gw_hub *h, const char *name)
     atomic_store_explicit(&h->metrics->hub_channels, (long)h->nchannels, memory_order_relaxed);
     h->dirty = 1;
     pthread_cond_signal(&h->reader_cond);
-    pthread_mutex_unlock(&h->mu);
-    hub_wake_reader(h);
+    (*created)++;
     return ch;
+}
+
+struct gw_channel *gw_hub_subscribe(struct gw_hub *h, const char *name)
+{
+    struct gw_channel *ch;
+
+    if (gw_hub_subscribe_many(h, &name, 1, &ch) != 0)
+        return NULL;
+    return ch;
+}
+
+int gw_hub_subscribe_many(struct gw_hub *h, const char *const *names, size_t n,
+                          struct gw_channel **out)
+{
+    size_t i = 0;
+    int created = 0;
+
+    pthread_mutex_lock(&h->mu);
+    if (!is_stopping(h))
+        for (; i < n && (out[i] = hub_add_locked(h, names[i], &created)) != NULL; i++)
+            ;
+    pthread_mutex_unlock(&h->mu);
+    if (i < n) {
+        gw_hub_unsubscribe_many(h, out, i);
+        return -1;
+    }
+    if (created)
+        hub_wake_reader(h);
+    return 0;
 }
 
 void gw_hub_unsubscribe(struct gw_hub *h, struct gw_channel *ch)
@@ -442,8 +498,87 @@ void gw_hub_unsubscribe(struct gw_hub *h, struct gw_channel *ch)
         hub_unref(h, ch, 1);
 }
 
+void gw_hub_unsubscribe_many(struct gw_hub *h, struct gw_channel **chs, size_t n)
+{
+    int removed = 0;
+
+    for (size_t i = 0; i < n; i++)
+        if (chs[i])
+            removed += hub_unref(h, chs[i], 0);
+    if (removed)
+        hub_wake_reader(h);
+}
+
+int gw_idfmt_line(struct pc_buf *out, const struct gw_idfmt *f, const char *id, size_t idlen)
+{
+    size_t old = out->len;
+    int rc;
+
+    if ((rc = pc_buf_append(out, "id: ", 4)) == 0 &&
+        (!f || f->prelen == 0 || (rc = pc_buf_append(out, f->pre, f->prelen)) == 0) &&
+        (rc = pc_buf_append(out, id, idlen)) == 0 &&
+        (!f || f->postlen == 0 || (rc = pc_buf_append(out, f->post, f->postlen)) == 0))
+        rc = pc_buf_append(out, "\n", 1);
+    if (rc != 0) {
+        out->len = old;
+        if (out->data)
+            out->data[old] = '\0';
+    }
+    return rc;
+}
+
+/* Append ring entry @p e with its id: line written by @p fmt. @return 0 or a PC_E* code. */
+static int ring_entry_append(struct pc_buf *out, const struct ring_entry *e,
+                             const struct gw_idfmt *fmt)
+{
+    size_t old = out->len;
+    int rc;
+
+    if (!fmt)
+        return pc_buf_append(out, e->sse, e->sse_len);
+    /* the stream id is between "id: " and the line's end */
+    rc = gw_idfmt_line(out, fmt, e->sse + 4, e->body_off - 5);
+    if (rc == 0 && (rc = pc_buf_append(out, e->sse + e->body_off, e->sse_len - e->body_off)) != 0) {
+        out->len = old;
+        if (out->data)
+            out->data[old] = '\0';
+    }
+    return rc;
+}
+
+int gw_limit_beyond(const struct gw_limit *limit, const struct pc_id *id)
+{
+    int c;
+
+    if (!limit)
+        return 0;
+    c = pc_id_cmp(id, &limit->id);
+    return c > 0 || (c == 0 && !limit->inclusive);
+}
+
+/*
+ * What a subscriber at @p cursor must do before reading the ring: -1 when it
+ * can read it, else the gw_poll result (pos filled for GW_POLL_BEHIND).
+ * Channel lock held.
+ */
+static int channel_state(struct gw_channel *ch, const struct pc_id *cursor, struct gw_ring_pos *pos)
+{
+    /* Checked under the channel lock: gw_hub_stop broadcasts under it too. */
+    if (is_stopping(ch->hub))
+        return GW_POLL_STOP;
+    if (ch->bad)
+        return GW_POLL_BAD;
+    if (!ch->ready || pc_id_cmp(cursor, &ch->base_id) < 0) {
+        pos->ready = ch->ready;
+        pos->base_id = ch->base_id;
+        return GW_POLL_BEHIND;
+    }
+    return -1;
+}
+
 enum gw_poll gw_channel_poll(struct gw_channel *ch, struct pc_id *cursor,
-                             const struct gw_filter *filter, struct pc_buf *out, size_t soft_max,
+                             const struct gw_filter *filter, const struct gw_idfmt *fmt,
+                             const struct gw_limit *limit, struct pc_buf *out, size_t soft_max,
                              long long deadline_ms, size_t *nsent, struct gw_ring_pos *pos)
 {
     enum gw_poll rc;
@@ -451,31 +586,31 @@ enum gw_poll gw_channel_poll(struct gw_channel *ch, struct pc_id *cursor,
 
     pthread_mutex_lock(&ch->mu);
     for (;;) {
+        int st = channel_state(ch, cursor, pos), full = 0, failed = 0, limited = 0;
         size_t i;
 
-        /* Checked under the channel lock: gw_hub_stop broadcasts under it too. */
-        if (is_stopping(ch->hub)) {
-            rc = GW_POLL_STOP;
-            break;
-        }
-        if (ch->bad) {
-            rc = GW_POLL_BAD;
-            break;
-        }
-        if (!ch->ready || pc_id_cmp(cursor, &ch->base_id) < 0) {
-            pos->ready = ch->ready;
-            pos->base_id = ch->base_id;
-            rc = GW_POLL_BEHIND;
+        if (st >= 0) {
+            rc = (enum gw_poll)st;
             break;
         }
         for (i = ring_find_after(ch, cursor); i < ch->count; i++) {
             struct ring_entry *e = ring_at(ch, i);
 
-            if (filter_match(filter, e->event)) {
-                if (out->len > 0 && out->len + e->sse_len > soft_max)
+            if (gw_limit_beyond(limit, &e->id)) {
+                limited = 1;
+                break;
+            }
+            if (gw_filter_match(filter, e->event)) {
+                if (out->len > 0 && out->len + e->sse_len > soft_max) {
+                    full = 1;
                     break;
-                if (pc_buf_append(out, e->sse, e->sse_len) != 0)
+                }
+                if (ring_entry_append(out, e, fmt) != 0) {
+                    /* retry with an empty buffer, unless it already was */
+                    full = out->len > 0;
+                    failed = !full;
                     break;
+                }
                 n++;
             }
             *cursor = e->id;
@@ -483,15 +618,15 @@ enum gw_poll gw_channel_poll(struct gw_channel *ch, struct pc_id *cursor,
         /* Everything up to last_id was examined: skipped entries are passed too. */
         if (i == ch->count && pc_id_cmp(cursor, &ch->last_id) < 0)
             *cursor = ch->last_id;
-        if (n > 0) {
+        if (n > 0 || full) {
             rc = GW_POLL_DATA;
             break;
         }
-        if (i < ch->count) { /* the next entry did not fit into an empty buffer */
+        if (failed) { /* the next entry did not fit into an empty buffer */
             rc = GW_POLL_ERROR;
             break;
         }
-        if (pc_now_ms() >= deadline_ms) {
+        if (limited || pc_now_ms() >= deadline_ms) {
             rc = GW_POLL_TIMEOUT;
             break;
         }
@@ -500,6 +635,33 @@ enum gw_poll gw_channel_poll(struct gw_channel *ch, struct pc_id *cursor,
     pthread_mutex_unlock(&ch->mu);
     *nsent = n;
     return rc;
+}
+
+enum gw_poll gw_channel_peek(struct gw_channel *ch, struct pc_id *cursor,
+                             const struct gw_filter *filter, struct pc_id *next,
+                             struct gw_ring_pos *pos)
+{
+    int rc;
+
+    pthread_mutex_lock(&ch->mu);
+    rc = channel_state(ch, cursor, pos);
+    if (rc < 0) {
+        rc = GW_POLL_TIMEOUT;
+        for (size_t i = ring_find_after(ch, cursor); i < ch->count; i++) {
+            struct ring_entry *e = ring_at(ch, i);
+
+            if (gw_filter_match(filter, e->event)) {
+                *next = e->id;
+                rc = GW_POLL_DATA;
+                break;
+            }
+            *cursor = e->id;
+        }
+        if (rc == GW_POLL_TIMEOUT && pc_id_cmp(cursor, &ch->last_id) < 0)
+            *cursor = ch->last_id;
+    }
+    pthread_mutex_unlock(&ch->mu);
+    return (enum gw_poll)rc;
 }
 
 enum gw_poll gw_channel_wait(struct gw_channel *ch, long long deadline_ms)
@@ -515,6 +677,81 @@ enum gw_poll gw_channel_wait(struct gw_channel *ch, long long deadline_ms)
         rc = GW_POLL_BAD;
     pthread_mutex_unlock(&ch->mu);
     return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Waiters of multi-channel subscribers                                      */
+/* ------------------------------------------------------------------------ */
+
+struct gw_waiter *gw_waiter_new(struct gw_hub *h, unsigned n)
+{
+    struct gw_waiter *w;
+
+    if (n == 0 || n > GW_WAITER_MAX || !(w = calloc(1, sizeof(*w))))
+        return NULL;
+    w->hub = h;
+    w->n = n;
+    pthread_mutex_init(&w->mu, NULL);
+    cond_init_monotonic(&w->cond);
+    for (unsigned i = 0; i < n; i++) {
+        w->slots[i].w = w;
+        w->slots[i].bit = (uint64_t)1 << i;
+    }
+    return w;
+}
+
+void gw_waiter_attach(struct gw_waiter *w, unsigned i, struct gw_channel *ch)
+{
+    struct watch *wt = &w->slots[i];
+
+    pthread_mutex_lock(&ch->mu);
+    wt->ch = ch;
+    wt->prev = NULL;
+    wt->next = ch->watchers;
+    if (ch->watchers)
+        ch->watchers->prev = wt;
+    ch->watchers = wt;
+    pthread_mutex_unlock(&ch->mu);
+}
+
+void gw_waiter_free(struct gw_waiter *w)
+{
+    if (!w)
+        return;
+    for (unsigned i = 0; i < w->n; i++) {
+        struct watch *wt = &w->slots[i];
+        struct gw_channel *ch = wt->ch;
+
+        if (!ch)
+            continue;
+        /* the reader only touches the waiter under this lock: after it, never again */
+        pthread_mutex_lock(&ch->mu);
+        if (wt->prev)
+            wt->prev->next = wt->next;
+        else
+            ch->watchers = wt->next;
+        if (wt->next)
+            wt->next->prev = wt->prev;
+        pthread_mutex_unlock(&ch->mu);
+        wt->ch = NULL;
+    }
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cond);
+    free(w);
+}
+
+uint64_t gw_waiter_wait(struct gw_waiter *w, long long deadline_ms)
+{
+    uint64_t fired;
+
+    pthread_mutex_lock(&w->mu);
+    /* gw_hub_stop sets stopping before it signals, under this lock */
+    while (!w->fired && !is_stopping(w->hub) && pc_now_ms() < deadline_ms)
+        cond_wait_until(&w->cond, &w->mu, deadline_ms);
+    fired = w->fired;
+    w->fired = 0;
+    pthread_mutex_unlock(&w->mu);
+    return fired;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -683,11 +920,11 @@ static enum round reader_init(struct gw_hub *h, struct reader *r)
                     ch->base_id = id;
                     ch->last_id = id;
                     ch->ready = 1;
-                    pthread_cond_broadcast(&ch->cond);
+                    channel_notify(ch);
                 } else if (is_wrongtype(rep)) {
                     pc_warn("hub", "channel \"%s\": key %s is not a stream", ch->name, ch->key);
                     ch->bad = 1;
-                    pthread_cond_broadcast(&ch->cond);
+                    channel_notify(ch);
                 } else {
                     pc_warn("hub", "redis: XREVRANGE %s: %s", ch->key,
                             rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
@@ -724,7 +961,7 @@ static enum round reader_check_types(struct gw_hub *h, struct reader *r)
             pc_warn("hub", "channel \"%s\": key %s is a %s, not a stream", ch->name, ch->key,
                     rep->str);
             ch->bad = 1;
-            pthread_cond_broadcast(&ch->cond);
+            channel_notify(ch);
             pthread_mutex_unlock(&ch->mu);
             hub_unref(h, ch, 0);
         }
@@ -816,6 +1053,8 @@ static void reader_process(struct gw_hub *h, struct reader *r, const redisReply 
         tmp[k].id = id;
         tmp[k].sse = mem;
         tmp[k].sse_len = r->scratch.len;
+        /* pc_sse_event wrote "id: <id>\n" first; a multi-channel stream rewrites that line */
+        tmp[k].body_off = (size_t)((char *)memchr(mem, '\n', r->scratch.len) - mem) + 1;
         tmp[k].event = NULL;
         if (ev) {
             memcpy(mem + r->scratch.len, ev->str, evlen);
@@ -839,7 +1078,7 @@ static void reader_process(struct gw_hub *h, struct reader *r, const redisReply 
         }
         if (have_last && pc_id_cmp(&last, &ch->last_id) > 0)
             ch->last_id = last;
-        pthread_cond_broadcast(&ch->cond);
+        channel_notify(ch);
     }
     pthread_mutex_unlock(&ch->mu);
     hub_unref(h, ch, 0);
@@ -1026,7 +1265,7 @@ void gw_hub_stop(struct gw_hub *h)
     for (size_t b = 0; b < HUB_BUCKETS; b++) {
         for (struct gw_channel *ch = h->buckets[b]; ch; ch = ch->next) {
             pthread_mutex_lock(&ch->mu);
-            pthread_cond_broadcast(&ch->cond);
+            channel_notify(ch);
             pthread_mutex_unlock(&ch->mu);
         }
     }

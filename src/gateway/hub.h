@@ -16,13 +16,21 @@
  * or after base_id it is served from the ring (gw_channel_poll), otherwise it
  * reads pages from Redis itself (GW_POLL_BEHIND).
  *
- * Locks: hub mutex (channel table, dirty flag) before channel mutex (ring).
- * Channels are refcounted by their subscribers and freed at zero.
+ * Waking: a single-channel subscriber waits on its channel's condition
+ * variable (gw_channel_poll, gw_channel_wait). A subscriber of several
+ * channels has one gw_waiter and attaches it to each of them: the reader then
+ * sets that channel's bit in the waiter and signals it, so the subscriber
+ * wakes for any of its channels and nobody else is woken for it.
+ *
+ * Locks: hub mutex (channel table, dirty flag) before channel mutex (ring)
+ * before waiter mutex. Channels are refcounted by their subscribers and freed
+ * at zero.
  */
 #ifndef PC_GW_HUB_H
 #define PC_GW_HUB_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "pipecast/buf.h"
 #include "pipecast/id.h"
@@ -68,6 +76,17 @@ struct gw_channel *gw_hub_subscribe(struct gw_hub *h, const char *name);
 /** Drop a subscription; the last one removes the channel from the reader's set. */
 void gw_hub_unsubscribe(struct gw_hub *h, struct gw_channel *ch);
 
+/**
+ * Subscribe to @p n channels at once (the reader is woken once, not n times).
+ * @return 0 with every channel in @p out, or -1 (stopping, out of memory) with
+ * nothing subscribed.
+ */
+int gw_hub_subscribe_many(struct gw_hub *h, const char *const *names, size_t n,
+                          struct gw_channel **out);
+
+/** Drop @p n subscriptions (NULL entries are skipped), waking the reader at most once. */
+void gw_hub_unsubscribe_many(struct gw_hub *h, struct gw_channel **chs, size_t n);
+
 /** The stream key of @p ch ("<prefix>:ch:<name>"). */
 const char *gw_channel_key(const struct gw_channel *ch);
 
@@ -93,16 +112,59 @@ struct gw_filter {
     const char *const *names;
 };
 
+/* Where gw_channel_poll stops: at the first entry after id (or at id, unless inclusive). */
+struct gw_limit {
+    struct pc_id id;
+    int inclusive;
+};
+
+/*
+ * The id: line of an event, "id: <pre><stream id><post>". Without one (NULL)
+ * the id is the stream id alone and the ring's bytes are copied unchanged.
+ */
+struct gw_idfmt {
+    const char *pre;
+    size_t prelen;
+    const char *post;
+    size_t postlen;
+};
+
+/** @return nonzero when @p id is beyond @p limit (NULL: no limit). */
+int gw_limit_beyond(const struct gw_limit *limit, const struct pc_id *id);
+
+/** @return nonzero when an entry with event name @p event (NULL: none) passes @p f. */
+int gw_filter_match(const struct gw_filter *f, const char *event);
+
+/**
+ * Append "id: <pre><id><post>\n" to @p out (@p f may be NULL).
+ * @return 0 or a PC_E* code (out unchanged).
+ */
+int gw_idfmt_line(struct pc_buf *out, const struct gw_idfmt *f, const char *id, size_t idlen);
+
 /**
  * Serve a subscriber from the ring: append the SSE bytes of the entries after
  * @p cursor that pass @p filter to @p out (stopping before @p soft_max bytes,
- * but always at least one entry) and move @p cursor past everything examined.
- * When there is nothing to send, wait until @p deadline_ms (pc_now_ms clock).
- * @p nsent receives the number of entries appended.
+ * but always at least one entry when out is empty) and move @p cursor past
+ * everything examined. @p fmt (may be NULL) writes the id: lines; @p limit
+ * (may be NULL) stops before the first entry beyond it. When there is nothing
+ * to send (and no limit was reached), wait until @p deadline_ms (pc_now_ms
+ * clock). @p nsent receives the number of entries appended; GW_POLL_DATA with
+ * nsent 0 means @p out (not empty on entry) is full: flush it and poll again.
  */
 enum gw_poll gw_channel_poll(struct gw_channel *ch, struct pc_id *cursor,
-                             const struct gw_filter *filter, struct pc_buf *out, size_t soft_max,
+                             const struct gw_filter *filter, const struct gw_idfmt *fmt,
+                             const struct gw_limit *limit, struct pc_buf *out, size_t soft_max,
                              long long deadline_ms, size_t *nsent, struct gw_ring_pos *pos);
+
+/**
+ * Look into the ring without sending or waiting: move @p cursor past the
+ * entries that @p filter rejects and report the id of the next one that
+ * passes in @p next. @return GW_POLL_DATA (next set), GW_POLL_TIMEOUT (nothing
+ * after the cursor yet), GW_POLL_BEHIND (pos set), GW_POLL_STOP or GW_POLL_BAD.
+ */
+enum gw_poll gw_channel_peek(struct gw_channel *ch, struct pc_id *cursor,
+                             const struct gw_filter *filter, struct pc_id *next,
+                             struct gw_ring_pos *pos);
 
 /**
  * Wait until something happens on @p ch (new entries, ring ready, stop) or
@@ -110,5 +172,28 @@ enum gw_poll gw_channel_poll(struct gw_channel *ch, struct pc_id *cursor,
  * the key is not a stream, else GW_POLL_TIMEOUT.
  */
 enum gw_poll gw_channel_wait(struct gw_channel *ch, long long deadline_ms);
+
+/* The waiter of a subscriber of several channels (at most GW_WAITER_MAX). */
+#define GW_WAITER_MAX 64
+struct gw_waiter;
+
+/** @return a waiter with @p n slots (1..GW_WAITER_MAX) for hub @p h, or NULL. */
+struct gw_waiter *gw_waiter_new(struct gw_hub *h, unsigned n);
+
+/**
+ * Attach slot @p i of @p w to @p ch: from now on whatever wakes the channel's
+ * subscribers (entries, ring ready, bad key, stop) sets bit i of @p w.
+ */
+void gw_waiter_attach(struct gw_waiter *w, unsigned i, struct gw_channel *ch);
+
+/** Detach every slot and free @p w (NULL: no-op). Call before unsubscribing its channels. */
+void gw_waiter_free(struct gw_waiter *w);
+
+/**
+ * Wait until a bit is set, the hub stops, or @p deadline_ms; a deadline in
+ * the past does not wait. @return the bits set since the last call (and
+ * clears them): bit i is slot i.
+ */
+uint64_t gw_waiter_wait(struct gw_waiter *w, long long deadline_ms);
 
 #endif

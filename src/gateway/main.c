@@ -18,6 +18,7 @@
 #include "gateway.h"
 #include "http_util.h"
 #include "hub.h"
+#include "jobs_api.h"
 #include "metrics.h"
 #include "rpool.h"
 
@@ -129,12 +130,14 @@ int main(int argc, char **argv)
     gw.cfg = &cfg;
     gw.metrics = &metrics;
     gw.pool = gw_rpool_new(&cfg.redis, GW_POOL_SIZE, &metrics);
+    gw.jobs = gw_jobs_new(); /* NULL: the job API works without its cache */
     gw.hub = gw_hub_new(&cfg.redis, cfg.prefix, (size_t)cfg.ring, GW_RING_BYTES_MAX, &metrics, err,
                         sizeof(err));
     if (!gw.pool || !gw.hub || gw_hub_start(gw.hub) != 0) {
         fprintf(stderr, "pipecast-gateway: cannot start: %s\n", gw.hub ? "out of memory" : err);
         gw_hub_free(gw.hub);
         gw_rpool_free(gw.pool);
+        gw_jobs_free(gw.jobs);
         return 1;
     }
 
@@ -184,6 +187,7 @@ int main(int argc, char **argv)
                 mgerr[0] ? mgerr : "civetweb failed to start");
         gw_hub_free(gw.hub);
         gw_rpool_free(gw.pool);
+        gw_jobs_free(gw.jobs);
         mg_exit_library();
         return 1;
     }
@@ -221,6 +225,7 @@ int main(int argc, char **argv)
     mg_stop(mg);
     gw_hub_free(gw.hub);
     gw_rpool_free(gw.pool);
+    gw_jobs_free(gw.jobs);
     mg_exit_library();
     pc_info("main", "stopped");
     return 0;

@@ -6,7 +6,8 @@
 #include "pipecast/error.h"
 
 static const char *const endpoint_names[GW_EP_COUNT] = {
-    "events", "publish", "channels", "channel", "health", "metrics", "static",
+    "events", "publish", "channels", "channel",  "health",  "metrics",
+    "static", "jobs",    "job",      "sessions", "runners", "templates",
 };
 
 void gw_metrics_init(struct gw_metrics *m)

@@ -20,6 +20,11 @@ enum gw_endpoint {
     GW_EP_HEALTH,
     GW_EP_METRICS,
     GW_EP_STATIC,
+    GW_EP_JOBS,      /* GET/POST /api/jobs */
+    GW_EP_JOB,       /* /api/jobs/<id>[/stdin] */
+    GW_EP_SESSIONS,  /* DELETE /api/sessions/<s> */
+    GW_EP_RUNNERS,   /* GET /api/runners */
+    GW_EP_TEMPLATES, /* GET /api/templates */
     GW_EP_COUNT
 };
 

@@ -1,16 +1,29 @@
-/* sse_handler.c -- GET /api/channels/<channel>/events: one SSE stream per civetweb worker.
+/* sse_handler.c -- the SSE endpoints, one stream per civetweb worker:
  *
- * A subscriber is a cursor, the id of the last entry it has passed:
+ *   GET /api/channels/<channel>/events          one channel, ids are stream ids
+ *   GET /api/events?channel=a&channel=b         several channels, ids hold every cursor
  *
- *          Redis pages (XRANGE "(cursor" base COUNT 500)      ring (shared, in memory)
+ * A stream has one source per channel. A source is a cursor, the id of the
+ * last entry of its channel that the stream has passed:
+ *
+ *          Redis pages (XRANGE "(cursor" base COUNT n)        ring (shared, in memory)
  *   ──────────────────────────────────────────────────────┬──────────────────────────────>
  *   0-0                          cursor              base_id           last_id
  *
  * While the cursor is before base_id (replay, or fell behind the ring) the
- * stream reads pages from Redis through the pool; once it reaches base_id it
+ * source reads pages from Redis through the pool; once it reaches base_id it
  * is served from the ring. The cursor is the only truth, so the seam has no
  * gap and no duplicate. A slow client only falls behind and reads pages; it is
  * never cut off. Any short mg_write means the client is gone.
+ *
+ * One source (stream_run_one) sends whole pages and blocks in gw_channel_poll
+ * on its channel's condition variable. Several sources (stream_run_merge) keep
+ * the next entry of each channel in view (a page read ahead, or a peek into
+ * the ring) and send from the channel with the oldest one until the second
+ * oldest, so replay is ordered by stream id across channels; a gw_waiter wakes
+ * the stream when any of its channels moves. Every event id then names the
+ * channel and every cursor, "<index>:<cursor 0>,<cursor 1>,..." (docs/interfaces.md),
+ * so one Last-Event-ID resumes every channel.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -31,10 +44,15 @@
 
 #define SSE_WRITE_MAX (256u << 10) /* bytes gathered before one mg_write */
 #define SSE_OUT_MAX (80u << 20)    /* hard cap of the output buffer: one huge entry */
-#define SSE_PAGE_COUNT "500"
+#define SSE_PAGE_COUNT 500u
+/* several channels share about SSE_PAGE_COUNT entries read ahead, at least this many each */
+#define SSE_MERGE_PAGE_MIN 16u
 #define SSE_FILTERS_MAX 16
 #define SSE_TAIL_MAX 100000ULL
 #define SSE_TAIL_PLAIN_MAX 1000ULL /* larger tails are resolved inside Redis by a script */
+#define SSE_CHANNELS_MAX GW_WAITER_MAX
+/* "<index>:" plus one id and a comma per channel */
+#define SSE_MULTI_ID_MAX (8 + SSE_CHANNELS_MAX * PC_ID_STRLEN)
 
 /* Returns of the steps below. */
 enum {
@@ -46,21 +64,41 @@ enum {
 
 enum start_mode { START_BEGIN, START_END, START_TAIL, START_ID };
 
-struct sse_sub {
-    struct gw_ctx *gw;
-    struct mg_connection *conn;
+/* One channel of a stream. */
+struct sse_src {
     struct gw_channel *ch;
-    const char *key;
+    const char *key; /* "<prefix>:ch:<name>" */
+    char name[PC_CHANNEL_MAX + 1];
+    unsigned index; /* position in the request's channel list */
     enum start_mode mode;
-    unsigned long long tail;
     struct pc_id cursor; /* the last entry passed (sent or filtered out) */
     int start_pending;   /* the start point still needs Redis */
     int gap_check;       /* look for trimmed entries before reading pages */
-    int live;            /* the last poll was served from the ring */
+    int live;            /* the last look was served from the ring */
+    redisReply *page;    /* entries read from Redis, not all passed yet; page_i is the next one */
+    size_t page_i;
+    /* several channels only: */
+    char cur_str[PC_ID_STRLEN]; /* cursor as text ("" for 0-0), valid while cur_of == cursor */
+    struct pc_id cur_of;
+    int has_next;      /* next is the id of the next entry to send */
+    struct pc_id next; /* (from the page or the ring) */
+    int idle;          /* nothing to send: looked at again when its waiter bit fires */
+};
+
+struct sse_stream {
+    struct gw_ctx *gw;
+    struct mg_connection *conn;
+    int multi; /* GET /api/events: multi-channel ids and gap data */
+    unsigned n;
+    struct sse_src *src;
+    struct gw_waiter *waiter; /* n > 1 */
+    unsigned long long tail;
+    char page_count[16];
     char filter_buf[SSE_FILTERS_MAX][PC_EVENT_MAX + 1];
     const char *filter_names[SSE_FILTERS_MAX];
     struct gw_filter filter;
     struct pc_buf out;
+    struct pc_buf idbuf; /* the id: line around the current source's cursor */
     long long ping_ms;
     long long next_ping;
     struct pc_backoff bo;
@@ -71,65 +109,171 @@ struct sse_sub {
 /* ------------------------------------------------------------------------ */
 
 /* Write out the buffer. A short write means the client is gone (or stopped reading). */
-static int sub_flush(struct sse_sub *s)
+static int st_flush(struct sse_stream *st)
 {
     int n;
 
-    if (s->out.len == 0)
+    if (st->out.len == 0)
         return STEP_OK;
-    n = mg_write(s->conn, s->out.data, s->out.len);
-    if (n < 0 || (size_t)n != s->out.len) {
-        pc_debug("sse", "%s: client gone (wrote %d of %zu bytes)", s->key, n, s->out.len);
-        pc_buf_reset(&s->out);
+    n = mg_write(st->conn, st->out.data, st->out.len);
+    if (n < 0 || (size_t)n != st->out.len) {
+        pc_debug("sse", "%s: client gone (wrote %d of %zu bytes)", st->src[0].key, n, st->out.len);
+        pc_buf_reset(&st->out);
         return STEP_DEAD;
     }
-    pc_buf_reset(&s->out);
-    s->next_ping = pc_now_ms() + s->ping_ms;
+    pc_buf_reset(&st->out);
+    st->next_ping = pc_now_ms() + st->ping_ms;
     return STEP_OK;
 }
 
-static int sub_ping(struct sse_sub *s)
+static int st_ping(struct sse_stream *st)
 {
-    if (pc_sse_comment(&s->out, "ping") != 0)
+    if (pc_sse_comment(&st->out, "ping") != 0)
         return STEP_FATAL;
-    return sub_flush(s);
+    return st_flush(st);
 }
 
-static int sub_ping_if_due(struct sse_sub *s)
+static int st_ping_if_due(struct sse_stream *st)
 {
-    return pc_now_ms() >= s->next_ping ? sub_ping(s) : STEP_OK;
+    return pc_now_ms() >= st->next_ping ? st_ping(st) : STEP_OK;
 }
 
-/* Sleep until @p until_ms, keeping the stream alive with pings. */
-static int sub_sleep(struct sse_sub *s, long long until_ms)
+/* Wait for anything on the stream's channels until @p until_ms. */
+static int st_wait(struct sse_stream *st, long long until_ms)
 {
-    for (;;) {
-        long long now = pc_now_ms();
-        enum gw_poll w;
-        int rc;
+    enum gw_poll w;
 
-        if (now >= until_ms)
-            return STEP_OK;
-        w = gw_channel_wait(s->ch, until_ms < s->next_ping ? until_ms : s->next_ping);
-        if (w == GW_POLL_STOP)
-            return STEP_DEAD;
-        if (w == GW_POLL_BAD)
-            return STEP_FATAL;
-        if ((rc = sub_ping_if_due(s)) != STEP_OK)
-            return rc;
+    if (st->waiter) {
+        gw_waiter_wait(st->waiter, until_ms);
+        return gw_hub_stopping(st->gw->hub) ? STEP_DEAD : STEP_OK;
     }
-}
-
-/* Wait for anything on the channel (entries, ring ready) or the next ping. */
-static int sub_wait_event(struct sse_sub *s)
-{
-    enum gw_poll w = gw_channel_wait(s->ch, s->next_ping);
-
+    w = gw_channel_wait(st->src[0].ch, until_ms);
     if (w == GW_POLL_STOP)
         return STEP_DEAD;
     if (w == GW_POLL_BAD)
         return STEP_FATAL;
-    return sub_ping_if_due(s);
+    return STEP_OK;
+}
+
+/* Sleep until @p until_ms, keeping the stream alive with pings. */
+static int st_sleep(struct sse_stream *st, long long until_ms)
+{
+    int rc = st_flush(st);
+
+    while (rc == STEP_OK && pc_now_ms() < until_ms) {
+        rc = st_wait(st, until_ms < st->next_ping ? until_ms : st->next_ping);
+        if (rc == STEP_OK)
+            rc = st_ping_if_due(st);
+    }
+    return rc;
+}
+
+/* Wait before retrying Redis. */
+static int st_backoff(struct sse_stream *st)
+{
+    return st_sleep(st, pc_now_ms() + pc_backoff_next(&st->bo));
+}
+
+/* The key of @p src is not a stream: say so in a comment, then the stream ends. */
+static int st_bad(struct sse_stream *st, const struct sse_src *src)
+{
+    char msg[PC_CHANNEL_MAX + 64];
+
+    if (st->multi)
+        snprintf(msg, sizeof(msg), "error: channel %s: its key is not a stream", src->name);
+    else
+        snprintf(msg, sizeof(msg), "error: this channel's key is not a stream");
+    pc_buf_reset(&st->out);
+    if (pc_sse_comment(&st->out, msg) == 0)
+        st_flush(st);
+    return STEP_FATAL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Event ids of several channels                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Append the cursor of @p src: "" for 0-0 (from the start), else "<ms>-<seq>". */
+static int idbuf_cursor(struct pc_buf *b, struct sse_src *src)
+{
+    /* formatted again only when it moved: most cursors stand still between two events */
+    if (pc_id_cmp(&src->cur_of, &src->cursor) != 0) { /* (calloc: 0-0 is "") */
+        src->cur_of = src->cursor;
+        if (pc_id_is_zero(&src->cursor))
+            src->cur_str[0] = '\0';
+        else
+            pc_id_format(&src->cursor, src->cur_str);
+    }
+    return pc_buf_append_str(b, src->cur_str);
+}
+
+/*
+ * The id: line of the events of source @p k: "<k>:<c0>,..,<ck-1>," before
+ * the entry's id and ",<ck+1>,..,<cn-1>" after it. Several channels only:
+ * the other cursors do not move while source k sends.
+ */
+static int st_idfmt(struct sse_stream *st, unsigned k, struct gw_idfmt *f)
+{
+    struct pc_buf *b = &st->idbuf;
+    size_t prelen;
+    int rc;
+
+    pc_buf_reset(b);
+    rc = pc_buf_printf(b, "%u:", k);
+    for (unsigned i = 0; i < k && rc == 0; i++)
+        if ((rc = idbuf_cursor(b, &st->src[i])) == 0)
+            rc = pc_buf_append(b, ",", 1);
+    prelen = b->len;
+    for (unsigned i = k + 1; i < st->n && rc == 0; i++)
+        if ((rc = pc_buf_append(b, ",", 1)) == 0)
+            rc = idbuf_cursor(b, &st->src[i]);
+    if (rc != 0)
+        return STEP_FATAL;
+    f->pre = b->data;
+    f->prelen = prelen;
+    f->post = b->data + prelen;
+    f->postlen = b->len - prelen;
+    return STEP_OK;
+}
+
+/*
+ * Parse a multi-channel id for @p n channels into @p cursors: strictly
+ * "<index>:<part>,...,<part>", index a decimal below n without leading zeros,
+ * exactly n parts, each empty (from the start) or "<ms>-<seq>".
+ * @return 0 or -1.
+ */
+static int parse_multi_id(const char *s, size_t len, unsigned n, struct pc_id *cursors)
+{
+    const char *end = s + len, *p = s;
+    unsigned long idx = 0;
+    unsigned i = 0;
+
+    if (p == end || *p < '0' || *p > '9' || (*p == '0' && p + 1 < end && p[1] != ':'))
+        return -1;
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
+        idx = idx * 10 + (unsigned long)(*p - '0');
+        if (idx >= n)
+            return -1;
+    }
+    if (p == end || *p != ':')
+        return -1;
+    p++;
+    for (;;) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *stop = comma ? comma : end;
+
+        if (i >= n)
+            return -1;
+        if (stop == p)
+            cursors[i] = (struct pc_id){0, 0};
+        else if (pc_id_parse(p, (size_t)(stop - p), 0, &cursors[i]) != 0)
+            return -1;
+        i++;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    return i == n ? 0 : -1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -142,7 +286,8 @@ static int is_wrongtype(const redisReply *r)
 }
 
 /* One command through the pool. NULL (counted, logged at debug) when Redis is unreachable. */
-static redisReply *sub_command(struct sse_sub *s, int argc, const char **argv)
+static redisReply *src_command(struct sse_stream *st, const struct sse_src *src, int argc,
+                               const char **argv)
 {
     size_t argvlen[8];
     char err[256];
@@ -150,15 +295,15 @@ static redisReply *sub_command(struct sse_sub *s, int argc, const char **argv)
 
     for (int i = 0; i < argc; i++)
         argvlen[i] = strlen(argv[i]);
-    r = gw_rpool_command(s->gw->pool, GW_POOL_WAIT_MS, err, sizeof(err), argc, argv, argvlen);
+    r = gw_rpool_command(st->gw->pool, GW_POOL_WAIT_MS, err, sizeof(err), argc, argv, argvlen);
     if (!r) {
-        pc_debug("sse", "%s: %s", s->key, err);
+        pc_debug("sse", "%s: %s", src->key, err);
         return NULL;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        gw_metrics_add(&s->gw->metrics->redis_errors, 1);
+        gw_metrics_add(&st->gw->metrics->redis_errors, 1);
         if (!is_wrongtype(r))
-            pc_warn("sse", "redis: %s %s: %s", argv[0], s->key, r->str);
+            pc_warn("sse", "redis: %s %s: %s", argv[0], src->key, r->str);
     }
     return r;
 }
@@ -191,34 +336,26 @@ static const redisReply *entry_field(const redisReply *e, const char *name, size
     return NULL;
 }
 
-static int filter_match(const struct gw_filter *f, const char *event)
-{
-    const char *ev = event ? event : "message";
-
-    if (f->n == 0)
-        return 1;
-    for (int i = 0; i < f->n; i++)
-        if (strcmp(f->names[i], ev) == 0)
-            return 1;
-    return 0;
-}
-
 /*
  * If entries after @p requested may have been trimmed away, tell the client:
- * `event: gap` with {"requested", "first_available"} (no id: line, so the
- * client's resume point does not move). Redis 7.0 signs: the requested id is
- * before the first retained entry and entries-added exceeds the length.
+ * `event: gap` with {"requested", "first_available"} (and "channel" on a
+ * multi-channel stream; no id: line, so the client's resume point does not
+ * move). Redis 7.0 signs: the requested id is before the first retained entry
+ * and entries-added exceeds the length.
  */
-static int sub_check_gap(struct sse_sub *s, const struct pc_id *requested)
+static int src_check_gap(struct sse_stream *st, struct sse_src *src, const struct pc_id *requested)
 {
-    const char *argv[3] = {"XINFO", "STREAM", s->key};
-    redisReply *r = sub_command(s, 3, argv);
+    const char *argv[3] = {"XINFO", "STREAM", src->key};
+    redisReply *r;
     long long length = -1, added = -1;
     const redisReply *first = NULL;
     struct pc_id first_id;
-    char json[160], req[PC_ID_STRLEN], fa[PC_ID_STRLEN];
+    char json[PC_CHANNEL_MAX + 192], req[PC_ID_STRLEN], fa[PC_ID_STRLEN];
     int rc = STEP_OK;
 
+    if (st_flush(st) != STEP_OK)
+        return STEP_DEAD;
+    r = src_command(st, src, 3, argv);
     if (!r)
         return STEP_REDIS;
     if (r->type == REDIS_REPLY_ERROR) {
@@ -246,55 +383,62 @@ static int sub_check_gap(struct sse_sub *s, const struct pc_id *requested)
         (added < 0 || length < 0 || added > length)) {
         pc_id_format(requested, req);
         pc_id_format(&first_id, fa);
-        snprintf(json, sizeof(json), "{\"requested\":\"%s\",\"first_available\":\"%s\"}", req, fa);
-        pc_debug("sse", "%s: gap %s", s->key, json);
-        if (pc_sse_event(&s->out, NULL, "gap", json, strlen(json)) != 0)
+        /* channel names need no JSON escaping ([A-Za-z0-9._:@-]) */
+        if (st->multi)
+            snprintf(json, sizeof(json),
+                     "{\"channel\":\"%s\",\"requested\":\"%s\",\"first_available\":\"%s\"}",
+                     src->name, req, fa);
+        else
+            snprintf(json, sizeof(json), "{\"requested\":\"%s\",\"first_available\":\"%s\"}", req,
+                     fa);
+        pc_debug("sse", "%s: gap %s", src->key, json);
+        if (pc_sse_event(&st->out, NULL, "gap", json, strlen(json)) != 0)
             rc = STEP_FATAL;
         else
-            rc = sub_flush(s);
+            rc = st_flush(st);
     }
     freeReplyObject(r);
     return rc;
 }
 
 /* The start point: from=end, tail=N (needs Redis), an explicit id (gap check), or 0-0. */
-static int sub_resolve_start(struct sse_sub *s)
+static int src_resolve_start(struct sse_stream *st, struct sse_src *src)
 {
     redisReply *r = NULL;
     struct pc_id id = {0, 0};
     int rc = STEP_OK;
 
-    switch (s->mode) {
+    switch (src->mode) {
     case START_BEGIN:
-        s->cursor = id;
+        src->cursor = id;
         return STEP_OK;
     case START_ID:
-        return sub_check_gap(s, &s->cursor);
+        return src_check_gap(st, src, &src->cursor);
     case START_END:
     case START_TAIL: {
-        unsigned long long want = s->mode == START_END ? 1 : s->tail + 1;
+        unsigned long long want = src->mode == START_END ? 1 : st->tail + 1;
         char count[32];
 
         snprintf(count, sizeof(count), "%llu", want);
         if (want <= SSE_TAIL_PLAIN_MAX + 1) {
-            const char *argv[6] = {"XREVRANGE", s->key, "+", "-", "COUNT", count};
+            const char *argv[6] = {"XREVRANGE", src->key, "+", "-", "COUNT", count};
 
-            r = sub_command(s, 6, argv);
+            r = src_command(st, src, 6, argv);
         } else {
             /* Only the id of the (N+1)-th newest entry crosses the network. */
             static const char script[] =
                 "local r = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[1]) "
                 "if #r < tonumber(ARGV[1]) then return {} end "
                 "return {r[#r]}";
-            const char *argv[5] = {"EVAL", script, "1", s->key, count};
+            const char *argv[5] = {"EVAL", script, "1", src->key, count};
 
-            r = sub_command(s, 5, argv);
+            r = src_command(st, src, 5, argv);
         }
         if (!r)
             return STEP_REDIS;
         if (r->type == REDIS_REPLY_ARRAY) {
             /* fewer than N+1 entries: everything (cursor 0-0); else after the (N+1)-th */
-            if (r->elements > 0 && (s->mode == START_END || r->elements == (size_t)want ||
+            if (r->elements > 0 && (src->mode == START_END || r->elements == (size_t)want ||
                                     want > SSE_TAIL_PLAIN_MAX + 1)) {
                 if (entry_id(r->element[r->elements - 1], &id) != 0)
                     rc = STEP_REDIS;
@@ -304,34 +448,48 @@ static int sub_resolve_start(struct sse_sub *s)
         }
         freeReplyObject(r);
         if (rc == STEP_OK)
-            s->cursor = id;
+            src->cursor = id;
         return rc;
     }
     }
     return STEP_FATAL;
 }
 
+/* Resolve the start point or check for a gap, whichever is pending. */
+static int src_prepare(struct sse_stream *st, struct sse_src *src)
+{
+    int rc = src->start_pending ? src_resolve_start(st, src) : src_check_gap(st, src, &src->cursor);
+
+    if (rc == STEP_OK) {
+        src->start_pending = 0;
+        src->gap_check = 0;
+        pc_backoff_reset(&st->bo);
+    }
+    return rc;
+}
+
 /*
- * Send one page of entries after the cursor from Redis, up to base_id when
- * the ring is ready. @return 1 when the cursor moved, 0 when there was nothing
- * (the cursor then jumps to base_id when known), or a STEP_* error.
+ * Read the page of entries after the cursor into src->page, up to base_id
+ * when the ring is ready. @return 1 when the page has entries, 0 when there
+ * were none (the cursor then jumps to base_id when known), or a STEP_* error.
  */
-static int sub_page(struct sse_sub *s, const struct gw_ring_pos *pos)
+static int src_fetch_page(struct sse_stream *st, struct sse_src *src, const struct gw_ring_pos *pos)
 {
     char start[PC_ID_STRLEN + 1], end[PC_ID_STRLEN];
-    const char *argv[6] = {"XRANGE", s->key, start, end, "COUNT", SSE_PAGE_COUNT};
-    struct gw_metrics *m = s->gw->metrics;
-    unsigned long long sent = 0;
+    const char *argv[6] = {"XRANGE", src->key, start, end, "COUNT", st->page_count};
     redisReply *r;
-    int rc = 1;
+    int rc;
 
+    /* what is gathered goes out before the stream waits for Redis */
+    if (st_flush(st) != STEP_OK)
+        return STEP_DEAD;
     start[0] = '(';
-    pc_id_format(&s->cursor, start + 1);
+    pc_id_format(&src->cursor, start + 1);
     if (pos->ready)
         pc_id_format(&pos->base_id, end);
     else
         snprintf(end, sizeof(end), "+");
-    r = sub_command(s, 6, argv);
+    r = src_command(st, src, 6, argv);
     if (!r)
         return STEP_REDIS;
     if (r->type != REDIS_REPLY_ARRAY) {
@@ -339,101 +497,180 @@ static int sub_page(struct sse_sub *s, const struct gw_ring_pos *pos)
         freeReplyObject(r);
         return rc;
     }
+    pc_backoff_reset(&st->bo);
     if (r->elements == 0) {
         /* Nothing retained between the cursor and base_id: the ring takes over. */
-        if (pos->ready && pc_id_cmp(&s->cursor, &pos->base_id) < 0)
-            s->cursor = pos->base_id;
+        if (pos->ready && pc_id_cmp(&src->cursor, &pos->base_id) < 0)
+            src->cursor = pos->base_id;
         freeReplyObject(r);
         return 0;
     }
-    for (size_t i = 0; i < r->elements && rc == 1; i++) {
-        const redisReply *e = r->element[i];
+    src->page = r;
+    src->page_i = 0;
+    return 1;
+}
+
+static void src_drop_page(struct sse_src *src)
+{
+    if (src->page)
+        freeReplyObject(src->page);
+    src->page = NULL;
+    src->page_i = 0;
+}
+
+/* Page entry @p e can be sent: it has data and a valid event name (else it is counted). */
+static int page_entry_ok(struct sse_stream *st, const redisReply *e, const redisReply **data,
+                         const redisReply **ev)
+{
+    *data = entry_field(e, "data", 4);
+    *ev = entry_field(e, "event", 5);
+    if (!*data || (*ev && !pc_event_valid((*ev)->str, (*ev)->len))) {
+        gw_metrics_add(&st->gw->metrics->sse_events_dropped, 1);
+        return 0;
+    }
+    return 1;
+}
+
+/* Append one page entry as an event, its id: line written by @p fmt (NULL: the stream id). */
+static int st_append_entry(struct sse_stream *st, const struct gw_idfmt *fmt, const redisReply *e,
+                           const redisReply *ev, const redisReply *data)
+{
+    const char *id = e->element[0]->str;
+    size_t old = st->out.len;
+    int rc;
+
+    if (!fmt)
+        return pc_sse_event(&st->out, id, ev ? ev->str : NULL, data->str, data->len);
+    if ((rc = gw_idfmt_line(&st->out, fmt, id, e->element[0]->len)) != 0)
+        return rc;
+    rc = pc_sse_event(&st->out, NULL, ev ? ev->str : NULL, data->str, data->len);
+    if (rc != 0) {
+        st->out.len = old;
+        st->out.data[old] = '\0';
+    }
+    return rc;
+}
+
+/*
+ * Send the entries of src->page from page_i on that pass the filter, stopping
+ * before the first one beyond @p limit (NULL: none); the page is dropped once
+ * it is all passed. @return STEP_OK, STEP_DEAD or STEP_FATAL.
+ */
+static int src_send_page(struct sse_stream *st, struct sse_src *src, const struct gw_idfmt *fmt,
+                         const struct gw_limit *limit)
+{
+    struct gw_metrics *m = st->gw->metrics;
+    const redisReply *r = src->page;
+    unsigned long long sent = 0;
+    int rc = STEP_OK;
+
+    for (; src->page_i < r->elements; src->page_i++) {
+        const redisReply *e = r->element[src->page_i];
         const redisReply *data, *ev;
         struct pc_id id;
         int erc;
 
         if (entry_id(e, &id) != 0)
             continue;
-        data = entry_field(e, "data", 4);
-        ev = entry_field(e, "event", 5);
-        if (!data || (ev && !pc_event_valid(ev->str, ev->len))) {
-            gw_metrics_add(&m->sse_events_dropped, 1);
-        } else if (filter_match(&s->filter, ev ? ev->str : NULL)) {
-            if (s->out.len >= SSE_WRITE_MAX && sub_flush(s) != STEP_OK) {
+        if (gw_limit_beyond(limit, &id))
+            break;
+        if (page_entry_ok(st, e, &data, &ev) && gw_filter_match(&st->filter, ev ? ev->str : NULL)) {
+            if (st->out.len >= SSE_WRITE_MAX && st_flush(st) != STEP_OK) {
                 rc = STEP_DEAD;
                 break;
             }
-            erc = pc_sse_event(&s->out, e->element[0]->str, ev ? ev->str : NULL, data->str,
-                               data->len);
-            if (erc == PC_ETOOBIG && s->out.len > 0) {
-                if (sub_flush(s) != STEP_OK) {
+            erc = st_append_entry(st, fmt, e, ev, data);
+            if (erc == PC_ETOOBIG && st->out.len > 0) {
+                if (st_flush(st) != STEP_OK) {
                     rc = STEP_DEAD;
                     break;
                 }
-                erc = pc_sse_event(&s->out, e->element[0]->str, ev ? ev->str : NULL, data->str,
-                                   data->len);
+                erc = st_append_entry(st, fmt, e, ev, data);
             }
             if (erc != 0) {
-                pc_warn("sse", "%s %s: entry of %zu bytes cannot be sent (%s), skipped", s->key,
+                pc_warn("sse", "%s %s: entry of %zu bytes cannot be sent (%s), skipped", src->key,
                         e->element[0]->str, data->len, pc_strerror(erc));
                 gw_metrics_add(&m->sse_events_dropped, 1);
             } else {
                 sent++;
             }
         }
-        s->cursor = id;
+        src->cursor = id;
     }
-    freeReplyObject(r);
-    if (rc == 1 && sub_flush(s) != STEP_OK)
-        rc = STEP_DEAD;
+    if (src->page_i == r->elements)
+        src_drop_page(src);
     gw_metrics_add(&m->sse_events_sent, sent);
     gw_metrics_add(&m->sse_events_replayed, sent);
     return rc;
 }
 
-/* ------------------------------------------------------------------------ */
-/* The stream                                                                */
-/* ------------------------------------------------------------------------ */
-
-/* Wait before retrying Redis. */
-static int sub_backoff(struct sse_sub *s)
+/*
+ * Pass the page entries that are not sent (no data, bad event name, filtered
+ * out) and note the id of the next one in src->next. @return 1 when there is
+ * one, 0 when the page is used up (and dropped).
+ */
+static int src_page_next(struct sse_stream *st, struct sse_src *src)
 {
-    return sub_sleep(s, pc_now_ms() + pc_backoff_next(&s->bo));
+    const redisReply *r = src->page;
+
+    for (; src->page_i < r->elements; src->page_i++) {
+        const redisReply *e = r->element[src->page_i];
+        const redisReply *data, *ev;
+        struct pc_id id;
+
+        if (entry_id(e, &id) != 0)
+            continue;
+        if (page_entry_ok(st, e, &data, &ev) && gw_filter_match(&st->filter, ev ? ev->str : NULL)) {
+            src->next = id;
+            src->has_next = 1;
+            return 1;
+        }
+        src->cursor = id;
+    }
+    src_drop_page(src);
+    return 0;
 }
 
-static void sub_run(struct sse_sub *s)
-{
-    struct gw_metrics *m = s->gw->metrics;
+/* ------------------------------------------------------------------------ */
+/* One channel                                                               */
+/* ------------------------------------------------------------------------ */
 
-    while (!gw_hub_stopping(s->gw->hub)) {
+static void stream_run_one(struct sse_stream *st)
+{
+    struct gw_metrics *m = st->gw->metrics;
+    struct sse_src *s = &st->src[0];
+    struct gw_idfmt fmt, *f = NULL;
+
+    /* on /api/events the id is "0:<id>": nothing else moves */
+    if (st->multi) {
+        if (st_idfmt(st, 0, &fmt) != STEP_OK)
+            return;
+        f = &fmt;
+    }
+    while (!gw_hub_stopping(st->gw->hub)) {
         struct gw_ring_pos pos = {0, {0, 0}};
         enum gw_poll p;
         size_t n = 0;
         int rc;
 
         if (s->start_pending || s->gap_check) {
-            rc = s->start_pending ? sub_resolve_start(s) : sub_check_gap(s, &s->cursor);
-            if (rc == STEP_OK) {
-                s->start_pending = 0;
-                s->gap_check = 0;
-                pc_backoff_reset(&s->bo);
-            } else if (rc != STEP_REDIS || sub_backoff(s) != STEP_OK) {
-                break;
-            }
+            rc = src_prepare(st, s);
+            if (rc != STEP_OK && (rc != STEP_REDIS || st_backoff(st) != STEP_OK))
+                return;
             continue;
         }
-        p = gw_channel_poll(s->ch, &s->cursor, &s->filter, &s->out, SSE_WRITE_MAX, s->next_ping, &n,
-                            &pos);
+        p = gw_channel_poll(s->ch, &s->cursor, &st->filter, f, NULL, &st->out, SSE_WRITE_MAX,
+                            st->next_ping, &n, &pos);
         switch (p) {
         case GW_POLL_DATA:
             s->live = 1;
-            if (sub_flush(s) != STEP_OK)
+            if (st_flush(st) != STEP_OK)
                 return;
             gw_metrics_add(&m->sse_events_sent, n);
             continue;
         case GW_POLL_TIMEOUT:
             s->live = 1;
-            if (sub_ping(s) != STEP_OK)
+            if (st_ping(st) != STEP_OK)
                 return;
             continue;
         case GW_POLL_BEHIND:
@@ -443,21 +680,16 @@ static void sub_run(struct sse_sub *s)
                 s->gap_check = 1;
                 continue;
             }
-            rc = sub_page(s, &pos);
-            if (rc == 1) {
-                pc_backoff_reset(&s->bo);
-            } else if (rc == 0) {
-                pc_backoff_reset(&s->bo);
-                if (!pos.ready && sub_wait_event(s) != STEP_OK)
-                    return;
-            } else if (rc != STEP_REDIS || sub_backoff(s) != STEP_OK) {
+            rc = src_fetch_page(st, s, &pos);
+            if (rc == 1)
+                rc = src_send_page(st, s, f, NULL) == STEP_OK ? st_flush(st) : STEP_DEAD;
+            else if (rc == 0 && !pos.ready && (rc = st_wait(st, st->next_ping)) == STEP_OK)
+                rc = st_ping_if_due(st); /* woken when the ring is set up */
+            if (rc != STEP_OK && (rc != STEP_REDIS || st_backoff(st) != STEP_OK))
                 return;
-            }
             continue;
         case GW_POLL_BAD:
-            pc_buf_reset(&s->out);
-            if (pc_sse_comment(&s->out, "error: this channel's key is not a stream") == 0)
-                sub_flush(s);
+            st_bad(st, s);
             return;
         case GW_POLL_STOP:
         case GW_POLL_ERROR:
@@ -467,40 +699,244 @@ static void sub_run(struct sse_sub *s)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Several channels: merged by id                                            */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Find the next entry of @p src to send: from its page, else from the ring,
+ * else a new page. On STEP_OK exactly one holds: has_next (next is set), idle
+ * (nothing yet: wait for its waiter bit), or a start/gap check is pending.
+ */
+static int src_look(struct sse_stream *st, struct sse_src *src)
+{
+    src->has_next = 0;
+    src->idle = 0;
+    for (;;) {
+        struct gw_ring_pos pos = {0, {0, 0}};
+        int rc;
+
+        if (src->page && src_page_next(st, src))
+            return STEP_OK;
+        switch (gw_channel_peek(src->ch, &src->cursor, &st->filter, &src->next, &pos)) {
+        case GW_POLL_DATA:
+            src->live = 1;
+            src->has_next = 1;
+            return STEP_OK;
+        case GW_POLL_TIMEOUT:
+            src->live = 1;
+            src->idle = 1;
+            return STEP_OK;
+        case GW_POLL_BEHIND:
+            if (src->live) {
+                src->live = 0;
+                src->gap_check = 1;
+                return STEP_OK;
+            }
+            rc = src_fetch_page(st, src, &pos);
+            if (rc == 0 && !pos.ready) {
+                src->idle = 1; /* the ring is being set up: its bit fires when it is */
+                return STEP_OK;
+            }
+            if (rc < 0)
+                return rc;
+            continue;
+        case GW_POLL_BAD:
+            return st_bad(st, src);
+        case GW_POLL_STOP:
+            return STEP_DEAD;
+        default:
+            return STEP_FATAL;
+        }
+    }
+}
+
+/* Send from @p src up to @p limit (NULL: as much as there is). */
+static int src_send(struct sse_stream *st, struct sse_src *src, const struct gw_limit *limit)
+{
+    struct gw_ring_pos pos;
+    struct gw_idfmt fmt;
+    size_t n = 0;
+
+    src->has_next = 0;
+    if (st_idfmt(st, src->index, &fmt) != STEP_OK)
+        return STEP_FATAL;
+    if (src->page)
+        return src_send_page(st, src, &fmt, limit);
+    switch (gw_channel_poll(src->ch, &src->cursor, &st->filter, &fmt, limit, &st->out,
+                            SSE_WRITE_MAX, 0, &n, &pos)) {
+    case GW_POLL_DATA:
+        gw_metrics_add(&st->gw->metrics->sse_events_sent, n);
+        return n == 0 ? st_flush(st) : STEP_OK; /* n == 0: the buffer is full */
+    case GW_POLL_TIMEOUT:
+    case GW_POLL_BEHIND: /* the next entry left the ring: src_look sees it */
+        return STEP_OK;
+    case GW_POLL_BAD:
+        return st_bad(st, src);
+    case GW_POLL_STOP:
+        return STEP_DEAD;
+    default:
+        return STEP_FATAL;
+    }
+}
+
+/* Order of the next entries: by id, then by the channel's index (ids of two streams may tie). */
+static int src_before(const struct sse_src *a, const struct sse_src *b)
+{
+    int c = pc_id_cmp(&a->next, &b->next);
+
+    return c < 0 || (c == 0 && a->index < b->index);
+}
+
+static void stream_run_merge(struct sse_stream *st)
+{
+    uint64_t fired = 0;
+
+    while (!gw_hub_stopping(st->gw->hub)) {
+        struct sse_src *best = NULL, *second = NULL;
+        struct gw_limit limit;
+        int rc = STEP_OK, unsure = 0;
+
+        /* Until every channel knows where it stands, nothing is sent: the order depends on it. */
+        for (unsigned i = 0; i < st->n && rc == STEP_OK; i++)
+            if (st->src[i].start_pending || st->src[i].gap_check)
+                rc = src_prepare(st, &st->src[i]);
+        fired |= gw_waiter_wait(st->waiter, 0);
+        for (unsigned i = 0; i < st->n && rc == STEP_OK; i++) {
+            struct sse_src *s = &st->src[i];
+
+            if (!s->has_next && (!s->idle || (fired & ((uint64_t)1 << i))))
+                rc = src_look(st, s);
+        }
+        if (rc != STEP_OK) {
+            if (rc == STEP_REDIS && st_backoff(st) == STEP_OK)
+                continue;
+            return;
+        }
+        fired = 0;
+        for (unsigned i = 0; i < st->n; i++) {
+            struct sse_src *s = &st->src[i];
+
+            if (!s->has_next) {
+                unsure |= !s->idle;
+                continue;
+            }
+            if (!best || src_before(s, best)) {
+                second = best;
+                best = s;
+            } else if (!second || src_before(s, second)) {
+                second = s;
+            }
+        }
+        if (unsure) /* a start point or gap check came up */
+            continue;
+        if (!best) {
+            /* every channel is idle: wait for one of them, or ping */
+            if (st_flush(st) != STEP_OK)
+                return;
+            fired = gw_waiter_wait(st->waiter, st->next_ping);
+            if (gw_hub_stopping(st->gw->hub) || st_ping_if_due(st) != STEP_OK)
+                return;
+            continue;
+        }
+        if (second) {
+            /* the oldest sends up to the second oldest; equal ids go by index */
+            limit.id = second->next;
+            limit.inclusive = best->index < second->index;
+        }
+        if (src_send(st, best, second ? &limit : NULL) != STEP_OK)
+            return;
+        if (st->out.len >= SSE_WRITE_MAX && st_flush(st) != STEP_OK)
+            return;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
 /* The request                                                               */
 /* ------------------------------------------------------------------------ */
 
-/* Parse the start point and filters. @return 0, or the 400 response already sent. */
-static int sub_parse(struct sse_sub *s, struct mg_connection *conn)
+static void stream_free(struct sse_stream *st)
 {
-    const struct gw_ctx *gw = s->gw;
+    if (!st)
+        return;
+    for (unsigned i = 0; st->src && i < st->n; i++)
+        src_drop_page(&st->src[i]);
+    free(st->src);
+    pc_buf_free(&st->out);
+    pc_buf_free(&st->idbuf);
+    free(st);
+}
+
+static struct sse_stream *stream_new(struct gw_ctx *gw, struct mg_connection *conn, unsigned n)
+{
+    struct sse_stream *st = calloc(1, sizeof(*st));
+
+    if (!st)
+        return NULL;
+    st->src = calloc(n, sizeof(*st->src));
+    if (!st->src) {
+        free(st);
+        return NULL;
+    }
+    st->gw = gw;
+    st->conn = conn;
+    st->n = n;
+    for (unsigned i = 0; i < n; i++)
+        st->src[i].index = i;
+    pc_buf_init(&st->out, SSE_OUT_MAX);
+    pc_buf_init(&st->idbuf, SSE_MULTI_ID_MAX);
+    return st;
+}
+
+/*
+ * Parse a stream id given as Last-Event-ID or lastEventId; with @p apply, into
+ * the sources' cursors. @return 0, or the 400 response already sent.
+ */
+static int parse_start_id(struct sse_stream *st, const char *what, const char *v, size_t len,
+                          int apply)
+{
+    struct pc_id ids[SSE_CHANNELS_MAX];
+    char q[128];
+
+    if (!st->multi) {
+        if (pc_id_parse(v, len, 0, &ids[0]) != 0) {
+            gw_http_quote(v, len, q, sizeof(q));
+            return gw_http_error(st->conn, st->gw, 400, NULL,
+                                 "%s \"%s\": invalid stream id (expected <ms>-<seq>)", what, q);
+        }
+    } else if (parse_multi_id(v, len, st->n, ids) != 0) {
+        gw_http_quote(v, len, q, sizeof(q));
+        return gw_http_error(st->conn, st->gw, 400, NULL,
+                             "%s \"%s\": invalid event id (expected <index>:<id>,<id>,... with "
+                             "one <ms>-<seq> or empty part per channel, %u here)",
+                             what, q, st->n);
+    }
+    for (unsigned i = 0; apply && i < st->n; i++)
+        st->src[i].cursor = ids[i];
+    return 0;
+}
+
+/* Parse the start point and filters. @return 0, or the 400 response already sent. */
+static int stream_parse(struct sse_stream *st)
+{
+    struct mg_connection *conn = st->conn;
+    const struct gw_ctx *gw = st->gw;
     const char *hdr = mg_get_header(conn, "Last-Event-ID");
-    char v[256], q[128];
-    int have_id = 0, have_tail = 0, from_end = 0, n;
-    struct pc_id id;
+    char v[SSE_MULTI_ID_MAX], q[128];
+    int have_id = 0, have_tail = 0, from_end = 0, n, rc;
     unsigned long long tail = 0;
 
     if (hdr && *hdr) {
-        if (pc_id_parse(hdr, strlen(hdr), 0, &id) != 0) {
-            gw_http_quote(hdr, strlen(hdr), q, sizeof(q));
-            return gw_http_error(conn, gw, 400, NULL,
-                                 "Last-Event-ID \"%s\": invalid stream id (expected <ms>-<seq>)",
-                                 q);
-        }
-        s->cursor = id;
+        if ((rc = parse_start_id(st, "Last-Event-ID", hdr, strlen(hdr), 1)) != 0)
+            return rc;
         have_id = 1;
     }
     n = gw_http_query(conn, "lastEventId", 0, v, sizeof(v));
     if (n == -2)
         return gw_http_error(conn, gw, 400, NULL, "lastEventId: too long");
     if (n > 0) {
-        if (pc_id_parse(v, (size_t)n, 0, &id) != 0) {
-            gw_http_quote(v, (size_t)n, q, sizeof(q));
-            return gw_http_error(conn, gw, 400, NULL,
-                                 "lastEventId \"%s\": invalid stream id (expected <ms>-<seq>)", q);
-        }
-        if (!have_id)
-            s->cursor = id;
+        /* the header wins, but a malformed query is an error all the same */
+        if ((rc = parse_start_id(st, "lastEventId", v, (size_t)n, !have_id)) != 0)
+            return rc;
         have_id = 1;
     }
     n = gw_http_query(conn, "tail", 0, v, sizeof(v));
@@ -531,33 +967,77 @@ static int sub_parse(struct sse_sub *s, struct mg_connection *conn)
                                  "A-Z a-z 0-9 _ -)",
                                  q);
         }
-        memcpy(s->filter_buf[occ], v, (size_t)n + 1);
-        s->filter_names[occ] = s->filter_buf[occ];
-        s->filter.n = (int)occ + 1;
+        memcpy(st->filter_buf[occ], v, (size_t)n + 1);
+        st->filter_names[occ] = st->filter_buf[occ];
+        st->filter.n = (int)occ + 1;
     }
-    s->filter.names = s->filter_names;
+    st->filter.names = st->filter_names;
 
-    if (have_id) {
-        s->mode = START_ID;
-    } else if (have_tail) {
-        s->mode = START_TAIL;
-        s->tail = tail;
-    } else if (from_end) {
-        s->mode = START_END;
-    } else {
-        s->mode = START_BEGIN;
+    st->tail = tail;
+    for (unsigned i = 0; i < st->n; i++) {
+        struct sse_src *s = &st->src[i];
+
+        if (have_id)
+            /* on /api/events an empty part is "from the start", like from=start: no gap check */
+            s->mode = st->multi && pc_id_is_zero(&s->cursor) ? START_BEGIN : START_ID;
+        else if (have_tail)
+            s->mode = START_TAIL;
+        else if (from_end)
+            s->mode = START_END;
+        else
+            s->mode = START_BEGIN;
+        s->start_pending = s->mode != START_BEGIN;
     }
-    s->start_pending = s->mode != START_BEGIN;
     return 0;
 }
 
-static int sub_open(struct sse_sub *s)
+/*
+ * The channels of GET /api/events: 1-SSE_CHANNELS_MAX `channel` parameters,
+ * each a valid name, no name twice. @return 0, or the 400 response already sent.
+ */
+static int parse_channels(struct mg_connection *conn, const struct gw_ctx *gw, unsigned *np,
+                          char (*names)[PC_CHANNEL_MAX + 1])
+{
+    char v[PC_CHANNEL_MAX + 2], msg[512];
+    unsigned n = 0;
+
+    for (;;) {
+        int len = gw_http_query(conn, "channel", n, v, sizeof(v));
+
+        if (len == -1)
+            break;
+        if (n == SSE_CHANNELS_MAX)
+            return gw_http_error(conn, gw, 400, NULL, "channel: at most %d channels",
+                                 SSE_CHANNELS_MAX);
+        if (len == -2)
+            return gw_http_error(conn, gw, 400, NULL,
+                                 "channel: name too long (allowed: 1-%d bytes of A-Z a-z 0-9 . _ "
+                                 ": @ -)",
+                                 PC_CHANNEL_MAX);
+        if (len < 0 || !pc_channel_valid(v, (size_t)len)) {
+            pc_channel_explain(v, len < 0 ? 0 : (size_t)len, msg, sizeof(msg));
+            return gw_http_error(conn, gw, 400, NULL, "%s", msg);
+        }
+        for (unsigned i = 0; i < n; i++)
+            if (strcmp(names[i], v) == 0)
+                return gw_http_error(conn, gw, 400, NULL, "channel \"%s\": given twice", v);
+        memcpy(names[n++], v, (size_t)len + 1);
+    }
+    if (n == 0)
+        return gw_http_error(conn, gw, 400, NULL,
+                             "channel: missing (give 1-%d channel=NAME parameters)",
+                             SSE_CHANNELS_MAX);
+    *np = n;
+    return 0;
+}
+
+static int stream_open(struct sse_stream *st)
 {
     char cors[1200];
 
-    gw_http_cors_headers(s->gw, cors, sizeof(cors));
-    mg_disable_connection_keep_alive(s->conn);
-    if (pc_buf_printf(&s->out,
+    gw_http_cors_headers(st->gw, cors, sizeof(cors));
+    mg_disable_connection_keep_alive(st->conn);
+    if (pc_buf_printf(&st->out,
                       "HTTP/1.1 200 OK\r\n"
                       "Content-Type: text/event-stream; charset=utf-8\r\n"
                       "Cache-Control: no-cache\r\n"
@@ -565,55 +1045,114 @@ static int sub_open(struct sse_sub *s)
                       "Connection: close\r\n"
                       "%s\r\n",
                       cors) != 0 ||
-        pc_sse_retry(&s->out, s->gw->cfg->retry_ms) != 0)
+        pc_sse_retry(&st->out, st->gw->cfg->retry_ms) != 0)
         return STEP_FATAL;
-    return sub_flush(s);
+    return st_flush(st);
+}
+
+/* Take a client slot, subscribe, stream until the end, clean up. Frees @p st. @return the status.
+ */
+static int stream_serve(struct sse_stream *st)
+{
+    struct gw_ctx *gw = st->gw;
+    struct gw_metrics *m = gw->metrics;
+    struct gw_channel *chs[SSE_CHANNELS_MAX];
+    const char *names[SSE_CHANNELS_MAX];
+    int status = 200;
+
+    if (atomic_fetch_add(&m->sse_clients, 1) >= gw->cfg->max_clients) {
+        atomic_fetch_sub(&m->sse_clients, 1);
+        gw_metrics_add(&m->sse_rejected, 1);
+        status = gw_http_error(st->conn, gw, 503, "Retry-After: 2\r\n",
+                               "too many streams (max-clients %d reached), retry later",
+                               gw->cfg->max_clients);
+        stream_free(st);
+        return status;
+    }
+    for (unsigned i = 0; i < st->n; i++)
+        names[i] = st->src[i].name;
+    if (gw_hub_subscribe_many(gw->hub, names, st->n, chs) != 0) {
+        atomic_fetch_sub(&m->sse_clients, 1);
+        status = gw_http_error(st->conn, gw, 503, "Retry-After: 2\r\n", "%s",
+                               gw_hub_stopping(gw->hub) ? "shutting down" : "out of memory");
+        stream_free(st);
+        return status;
+    }
+    for (unsigned i = 0; i < st->n; i++) {
+        st->src[i].ch = chs[i];
+        st->src[i].key = gw_channel_key(chs[i]);
+    }
+    if (st->n > 1) {
+        st->waiter = gw_waiter_new(gw->hub, st->n);
+        for (unsigned i = 0; st->waiter && i < st->n; i++)
+            gw_waiter_attach(st->waiter, i, chs[i]);
+        if (!st->waiter)
+            status = gw_http_error(st->conn, gw, 503, "Retry-After: 2\r\n", "out of memory");
+    }
+    if (status == 200) {
+        unsigned count = SSE_PAGE_COUNT / st->n;
+
+        /* a merged stream holds a page per channel: together about one single-channel page */
+        snprintf(st->page_count, sizeof(st->page_count), "%u",
+                 count < SSE_MERGE_PAGE_MIN ? SSE_MERGE_PAGE_MIN : count);
+        pc_backoff_init(&st->bo, 100, 2000);
+        st->ping_ms = (long long)gw->cfg->ping_interval_s * 1000;
+        st->next_ping = pc_now_ms() + st->ping_ms;
+        pc_debug("sse", "%s%s: stream opened", st->src[0].key, st->n > 1 ? " (and more)" : "");
+        if (stream_open(st) == STEP_OK) {
+            if (st->n > 1)
+                stream_run_merge(st);
+            else
+                stream_run_one(st);
+        }
+        pc_debug("sse", "%s%s: stream closed", st->src[0].key, st->n > 1 ? " (and more)" : "");
+    }
+    /* the waiter leaves the channels before they may be freed */
+    gw_waiter_free(st->waiter);
+    gw_hub_unsubscribe_many(gw->hub, chs, st->n);
+    atomic_fetch_sub(&m->sse_clients, 1);
+    stream_free(st);
+    return status;
 }
 
 int gw_sse_handle(struct gw_ctx *gw, struct mg_connection *conn, const char *channel)
 {
-    struct gw_metrics *m = gw->metrics;
-    struct sse_sub *s = calloc(1, sizeof(*s));
+    struct sse_stream *st = stream_new(gw, conn, 1);
     int rc;
 
-    if (!s)
+    if (!st)
         return gw_http_error(conn, gw, 500, NULL, "out of memory");
-    s->gw = gw;
-    s->conn = conn;
-    rc = sub_parse(s, conn);
-    if (rc != 0) {
-        free(s);
+    snprintf(st->src[0].name, sizeof(st->src[0].name), "%s", channel);
+    if ((rc = stream_parse(st)) != 0) {
+        stream_free(st);
         return rc;
     }
-    if (atomic_fetch_add(&m->sse_clients, 1) >= gw->cfg->max_clients) {
-        atomic_fetch_sub(&m->sse_clients, 1);
-        gw_metrics_add(&m->sse_rejected, 1);
-        free(s);
-        return gw_http_error(conn, gw, 503, "Retry-After: 2\r\n",
-                             "too many streams (max-clients %d reached), retry later",
-                             gw->cfg->max_clients);
-    }
-    s->ch = gw_hub_subscribe(gw->hub, channel);
-    if (!s->ch) {
-        atomic_fetch_sub(&m->sse_clients, 1);
-        free(s);
-        return gw_http_error(conn, gw, 503, "Retry-After: 2\r\n",
-                             gw_hub_stopping(gw->hub) ? "shutting down" : "out of memory");
-    }
-    s->key = gw_channel_key(s->ch);
-    pc_buf_init(&s->out, SSE_OUT_MAX);
-    pc_backoff_init(&s->bo, 100, 2000);
-    s->ping_ms = (long long)gw->cfg->ping_interval_s * 1000;
-    s->next_ping = pc_now_ms() + s->ping_ms;
-    pc_debug("sse", "%s: stream opened", s->key);
+    return stream_serve(st);
+}
 
-    if (sub_open(s) == STEP_OK)
-        sub_run(s);
+int gw_sse_handle_multi(struct gw_ctx *gw, struct mg_connection *conn)
+{
+    char(*names)[PC_CHANNEL_MAX + 1] = malloc(SSE_CHANNELS_MAX * sizeof(*names));
+    struct sse_stream *st = NULL;
+    unsigned n = 0;
+    int rc;
 
-    pc_debug("sse", "%s: stream closed", s->key);
-    gw_hub_unsubscribe(gw->hub, s->ch);
-    atomic_fetch_sub(&m->sse_clients, 1);
-    pc_buf_free(&s->out);
-    free(s);
-    return 200;
+    if (!names)
+        return gw_http_error(conn, gw, 500, NULL, "out of memory");
+    rc = parse_channels(conn, gw, &n, names);
+    if (rc == 0 && !(st = stream_new(gw, conn, n)))
+        rc = gw_http_error(conn, gw, 500, NULL, "out of memory");
+    if (rc == 0) {
+        st->multi = 1;
+        for (unsigned i = 0; i < n; i++)
+            memcpy(st->src[i].name, names[i], sizeof(names[i]));
+    }
+    free(names);
+    if (rc != 0)
+        return rc;
+    if ((rc = stream_parse(st)) != 0) {
+        stream_free(st);
+        return rc;
+    }
+    return stream_serve(st);
 }

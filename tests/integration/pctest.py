@@ -13,9 +13,13 @@ prints a clear FAIL line and exits 1. Helpers:
 - ``SSEClient``/``SSEParser``: Server-Sent Events exactly as the WHATWG spec parses them (CR, LF,
   CRLF line ends; strict UTF-8 checking), over a raw socket, chunked or not.
 - ``pipecast()``: runs the CLI.
+- Jobs (docs/jobs.md): ``Runner`` (pipecast-runner with a temp ``--config``), ``JobSetup``
+  (private redis + runner + gateway), ``job_submit``/``job_get``/``job_wait``/``job_kill``/
+  ``job_stdin`` (REST job API), ``channel_entries``/``wait_exit_event``/``output_lines`` (a job
+  channel read straight from Redis), ``group_members`` (processes of a process group).
 
 Environment (set by tests/integration/CMakeLists.txt): PC_BIN (directory of the binaries),
-PC_PIPECAST / PC_GATEWAY (exact binaries, optional), PC_REDIS_FIXTURE, PC_SRC.
+PC_PIPECAST / PC_GATEWAY / PC_RUNNER (exact binaries, optional), PC_REDIS_FIXTURE, PC_SRC.
 """
 
 import atexit
@@ -170,7 +174,8 @@ def id_key(i):
 
 
 def binary(name):
-    env = {"pipecast": "PC_PIPECAST", "pipecast-gateway": "PC_GATEWAY"}.get(name)
+    env = {"pipecast": "PC_PIPECAST", "pipecast-gateway": "PC_GATEWAY",
+           "pipecast-runner": "PC_RUNNER"}.get(name)
     if env and os.environ.get(env) and os.path.exists(os.environ[env]):
         return os.environ[env]
     d = os.environ.get("PC_BIN")
@@ -991,3 +996,490 @@ def sse_open(gw, channel, query="", headers=None, timeout=10.0):
     ct = c.headers.get("content-type", "")
     check(ct.startswith("text/event-stream"), "%s: Content-Type %r" % (c.path, ct))
     return c
+
+
+# --------------------------------------------------------------------------------------------
+# Jobs: pipecast-runner processes, the gateway's job API, job channels (docs/jobs.md)
+# --------------------------------------------------------------------------------------------
+
+JOB_ENDED = ("exited", "killed", "timeout", "failed", "lost")
+JSON_HDR = {"Content-Type": "application/json"}
+
+
+def write_json(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1)
+
+
+def proc_status(pid):
+    """/proc/<pid>/status as {field: value str}; {} when the process is gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            return dict(l.rstrip("\n").split(":\t", 1) for l in f if ":\t" in l)
+    except (OSError, ValueError):
+        return {}
+
+
+def proc_kb(pid, field):
+    """A "<n> kB" field of /proc/<pid>/status (VmHWM, VmRSS, ...) in kB, or None."""
+    v = proc_status(pid).get(field)
+    return int(v.split()[0]) if v else None
+
+
+def group_members(pgid, include_zombies=False):
+    """[(pid, state, comm)] of the live processes whose process group is @pgid (from /proc)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        rp = st.rfind(")")
+        comm = st[st.find("(") + 1:rp]
+        fields = st[rp + 2:].split()
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == pgid and (include_zombies or state != "Z"):
+            out.append((int(d), state, comm))
+    return out
+
+
+def kill_group_at_exit(pgid):
+    """Make sure no process of group @pgid outlives the test (jobs orphaned by a killed runner)."""
+    def _kill():
+        if pgid and pgid > 1 and group_members(pgid):
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except OSError:
+                pass
+    on_exit(_kill)
+
+
+class Runner:
+    """pipecast-runner with its own temp --config file (templates) and a log file.
+
+    ``templates`` is the "templates" object of the config; ``limits_max`` optional. The runner
+    id is given with ``--id`` (unique per test). ``start()`` waits for the heartbeat key
+    ``<prefix>:runner:<id>``. ``stop()`` (SIGTERM) asserts a clean exit 0; ``kill9()`` crashes it."""
+
+    def __init__(self, redis_port, templates=None, args=(), id=None, limits_max=None,
+                 config=None, prefix="pc", env=None, wait=True):
+        self.redis_port = redis_port
+        self.redis_url = "redis://127.0.0.1:%d" % redis_port
+        self.prefix = prefix
+        self.id = id or "rn-%08x" % random.getrandbits(32)
+        self.args = [str(a) for a in args]
+        self.env = env or {}
+        self.dir = tempfile.mkdtemp(prefix="pc-runner-")
+        self.config_path = os.path.join(self.dir, "runner.json")
+        if config is None:
+            config = {"templates": templates or {}}
+            if limits_max:
+                config["limits_max"] = limits_max
+        write_json(self.config_path, config)
+        self.logpath = os.path.join(self.dir, "runner.log")
+        self.logf = None
+        self.proc = None
+        on_exit(self._cleanup)
+        self.start(wait)
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def heartbeat_key(self):
+        return "%s:runner:%s" % (self.prefix, self.id)
+
+    def heartbeat(self):
+        """The heartbeat JSON (dict) or None."""
+        r = Redis(self.redis_port)
+        try:
+            v = r.execute("GET", self.heartbeat_key())
+        finally:
+            r.close()
+        if v is None:
+            return None
+        try:
+            return json.loads(v.decode())
+        except ValueError:
+            fail("runner %s: heartbeat is not JSON: %s" % (self.id, _short(v)))
+
+    def start(self, wait=True):
+        e = dict(os.environ)
+        for k in list(e):
+            if k.startswith("PIPECAST_"):
+                del e[k]
+        e.update(self.env)
+        self.logf = open(self.logpath, "ab")
+        cmd = [binary("pipecast-runner"), "--redis", self.redis_url, "--config", self.config_path,
+               "--id", self.id] + (["--prefix", self.prefix] if self.prefix != "pc" else []) \
+            + self.args
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.logf,
+                                     stderr=self.logf, env=e, preexec_fn=die_with_parent)
+        if not wait:
+            return self
+        deadline = time.monotonic() + 15 * SLOW
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                fail("runner %s exited at start with status %s (%s):\n%s"
+                     % (self.id, self.proc.returncode, " ".join(cmd), self.log_tail()))
+            try:
+                if self.heartbeat() is not None:
+                    return self
+            except (OSError, ConnectionError, RedisError):
+                pass
+            time.sleep(0.03)
+        fail("runner %s wrote no heartbeat (%s) within %.0f s:\n%s"
+             % (self.id, self.heartbeat_key(), 15 * SLOW, self.log_tail()))
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def check_alive(self, what=""):
+        check(self.alive(), "runner %s died %s(status %s):\n%s"
+              % (self.id, what + " " if what else "",
+                 self.proc.returncode if self.proc else None, self.log_tail()))
+
+    def vm_hwm_kb(self):
+        """Peak resident set size of the runner process (VmHWM, kB)."""
+        return proc_kb(self.proc.pid, "VmHWM")
+
+    def log_tail(self, n=30):
+        try:
+            with open(self.logpath, "rb") as f:
+                return b"".join(f.read().splitlines(True)[-n:]).decode("utf-8", "replace")
+        except OSError:
+            return "(no log)"
+
+    def kill9(self):
+        """SIGKILL the runner (a crash: no cleanup, its jobs stay pending)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.logf:
+            self.logf.close()
+            self.logf = None
+
+    def stop(self, check_exit=True, timeout=20):
+        """SIGTERM and wait; with @check_exit a non-zero status or a hang fails the test."""
+        if self.proc is None:
+            return None
+        p = self.proc
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout * SLOW)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                if check_exit:
+                    fail("runner %s did not stop within %.0f s of SIGTERM:\n%s"
+                         % (self.id, timeout * SLOW, self.log_tail()))
+        if self.logf:
+            self.logf.close()
+            self.logf = None
+        if check_exit and p.returncode != 0:
+            fail("runner %s exited with status %s on SIGTERM (crash or sanitizer report):\n%s"
+                 % (self.id, p.returncode, self.log_tail(60)))
+        return p.returncode
+
+    def _cleanup(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.logf:
+            self.logf.close()
+            self.logf = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def wait_runners(gw, ids, timeout=10):
+    """Wait until GET /api/runners lists every runner id in @ids; returns the runner objects."""
+    want = set(ids)
+
+    def ok():
+        r = gw.get("/api/runners")
+        if r.status != 200:
+            return None
+        rs = r.json().get("runners") or []
+        got = {x.get("id") for x in rs if isinstance(x, dict)}
+        return rs if want <= got else None
+    return wait_for(ok, timeout * SLOW, "GET /api/runners to list %s" % sorted(want), 0.05)
+
+
+# ---- the REST job API ----------------------------------------------------------------------
+
+
+def job_post(gw, spec, raw=None):
+    """POST /api/jobs with @spec as JSON (or the @raw bytes); returns the Response."""
+    body = raw if raw is not None else json.dumps(spec).encode()
+    return gw.request("POST", "/api/jobs", body, JSON_HDR)
+
+
+def job_submit(gw, spec):
+    """POST /api/jobs expecting 201 {"id","channel","status":"queued"}; returns that dict."""
+    r = job_post(gw, spec)
+    check(r.status == 201, "POST /api/jobs %s: expected 201, got %r" % (_short(spec, 200), r))
+    j = r.json()
+    check(isinstance(j, dict) and re.match(r"^[0-9a-f]{16}$", str(j.get("id"))),
+          "POST /api/jobs: id should be 16 lowercase hex chars, got %r" % (j,))
+    check(isinstance(j.get("channel"), str) and j["channel"], "POST /api/jobs: no channel: %r" % j)
+    check_eq(j.get("status"), "queued", "POST /api/jobs status")
+    return j
+
+
+def job_get(gw, job_id):
+    r = gw.get("/api/jobs/%s" % job_id)
+    check(r.status == 200, "GET /api/jobs/%s: expected 200, got %r" % (job_id, r))
+    return r.json()
+
+
+def job_wait(gw, job_id, statuses=JOB_ENDED, timeout=30):
+    """Poll GET /api/jobs/<id> until its status is one of @statuses; returns the job object."""
+    if isinstance(statuses, str):
+        statuses = (statuses,)
+    last = {}
+
+    def ok():
+        last["j"] = job_get(gw, job_id)
+        return last["j"] if last["j"].get("status") in statuses else None
+    deadline = time.monotonic() + timeout * SLOW
+    while True:
+        j = ok()
+        if j:
+            return j
+        if time.monotonic() >= deadline:
+            fail("job %s: status not in %s within %.0f s; last state %s"
+                 % (job_id, statuses, timeout * SLOW, _short(last.get("j"), 600)))
+        time.sleep(0.03)
+
+
+def job_kill(gw, job_id):
+    return gw.request("DELETE", "/api/jobs/%s" % job_id)
+
+
+def job_stdin(gw, job_id, data, eof=False):
+    return gw.request("POST", "/api/jobs/%s/stdin%s" % (job_id, "?eof=1" if eof else ""), data,
+                      {"Content-Type": "application/octet-stream"})
+
+
+def job_hash(r, job_id, prefix="pc"):
+    """The job hash pc:job:<id> as {str: str}."""
+    v = r.execute("HGETALL", "%s:job:%s" % (prefix, job_id)) or []
+    return {k.decode(): x.decode("utf-8", "replace") for k, x in zip(v[0::2], v[1::2])}
+
+
+def as_int(v):
+    """A job-object number that may be given as an int or a decimal string; None for null/""."""
+    if v is None or v == "":
+        return None
+    if isinstance(v, bool):
+        fail("expected a number, got %r" % (v,))
+    if isinstance(v, int):
+        return v
+    if isinstance(v, str) and re.match(r"^-?\d+$", v):
+        return int(v)
+    fail("expected a number, got %r" % (v,))
+
+
+# ---- job channels --------------------------------------------------------------------------
+
+
+class Entry:
+    """One channel entry: id, event (str or None), data (bytes), partial (bool), fields."""
+    __slots__ = ("id", "event", "data", "partial", "fields")
+
+    def __init__(self, eid, fields):
+        self.id = eid
+        self.fields = fields
+        ev = fields.get(b"event")
+        self.event = ev.decode() if ev is not None else None
+        self.data = fields.get(b"data", b"")
+        self.partial = fields.get(b"partial") == b"1"
+
+    def json(self):
+        try:
+            return json.loads(self.data.decode())
+        except (ValueError, UnicodeDecodeError):
+            fail("%s event %s: data is not JSON: %s" % (self.event, self.id, _short(self.data)))
+
+    def __repr__(self):
+        return "Entry(%s %s %s%s)" % (self.id, self.event, _short(self.data, 120),
+                                      " partial" if self.partial else "")
+
+
+def channel_key(channel, prefix="pc"):
+    return "%s:ch:%s" % (prefix, channel)
+
+
+def channel_entries(r, channel, prefix="pc"):
+    """Every retained entry of a channel, in order, as Entry objects."""
+    return [Entry(i, f) for i, f in r.xrange_all(channel_key(channel, prefix))]
+
+
+def wait_channel(r, channel, pred, timeout=30, what=None, prefix="pc"):
+    """Poll the channel until pred(entries) is true; returns the entries."""
+    last = {"e": []}
+
+    def ok():
+        last["e"] = channel_entries(r, channel, prefix)
+        return pred(last["e"])
+    deadline = time.monotonic() + timeout * SLOW
+    while True:
+        if ok():
+            return last["e"]
+        if time.monotonic() >= deadline:
+            fail("channel %s: timed out after %.0f s waiting for %s; last entries: %s"
+                 % (channel, timeout * SLOW, what or "a condition", _short(last["e"][-8:], 1200)))
+        time.sleep(0.05)
+
+
+def wait_exit_event(r, channel, timeout=30, count=1, prefix="pc"):
+    """Wait until the channel holds @count `exit` events; returns all entries."""
+    return wait_channel(r, channel, lambda es: sum(e.event == "exit" for e in es) >= count,
+                        timeout, "%d exit event(s)" % count, prefix)
+
+
+def events_of(entries, name):
+    return [e for e in entries if e.event == name]
+
+
+def output_lines(entries, event="stdout"):
+    """The lines of one output event (partial chunks joined), as str."""
+    out, cur = [], b""
+    for e in entries:
+        if e.event != event:
+            continue
+        cur += e.data
+        if not e.partial:
+            out.append(cur.decode("utf-8", "replace"))
+            cur = b""
+    if cur:
+        out.append(cur.decode("utf-8", "replace"))
+    return out
+
+
+def xinfo_stream(r, key):
+    """XINFO STREAM as {field str: value} (first/last entries left raw)."""
+    v = r.execute("XINFO", "STREAM", key)
+    return {k.decode() if isinstance(k, bytes) else k: x for k, x in zip(v[0::2], v[1::2])}
+
+
+def xpending_count(r, key="pc:jobs", group="runners"):
+    v = r.execute("XPENDING", key, group)
+    return v[0]
+
+
+def job_env_config(templates, limits_max=None):
+    c = {"templates": templates}
+    if limits_max:
+        c["limits_max"] = limits_max
+    return c
+
+
+class JobSetup:
+    """A private redis-server + one runner (templates) + a gateway: the usual job test bed.
+
+    Private Redis: runners share the queue of their Redis, so tests must not see each
+    other's runners."""
+
+    def __init__(self, templates, runner_args=(), redis_args=(), gw_args=(), runner_id=None,
+                 limits_max=None, runner_env=None):
+        self.redis = PrivateRedis(redis_args)
+        self.r = self.redis.client()
+        self.runner = Runner(self.redis.port, templates, runner_args, id=runner_id,
+                             limits_max=limits_max, env=runner_env)
+        self.gw = Gateway(self.redis.port, gw_args)
+        wait_runners(self.gw, [self.runner.id])
+
+    def run(self, spec, timeout=30, statuses=JOB_ENDED):
+        """Submit @spec, wait for it to end; returns (job object, channel entries up to exit)."""
+        j = job_submit(self.gw, spec)
+        job = job_wait(self.gw, j["id"], statuses, timeout)
+        es = wait_exit_event(self.r, j["channel"], 10)
+        return job, es
+
+
+def run_subtests(fns, *args):
+    """Run each fn(*args) in turn, continuing after a failure so that one run reports every
+    broken behaviour; then fail listing them all."""
+    failures = []
+    for fn in fns:
+        t = time.monotonic()
+        try:
+            fn(*args)
+            log("ok   %s (%.1f s)" % (fn.__name__, time.monotonic() - t))
+        except Exception as e:
+            kind = "" if isinstance(e, TestFailure) else type(e).__name__ + ": "
+            log("FAIL %s (%.1f s): %s%s" % (fn.__name__, time.monotonic() - t, kind, e))
+            traceback.print_exc(limit=6)
+            failures.append("%s: %s%s" % (fn.__name__, kind, _short(str(e), 300)))
+    if failures:
+        fail("%d of %d subtests failed:\n  %s" % (len(failures), len(fns),
+                                                   "\n  ".join(failures)))
+
+
+# Walks a job channel inside Redis (fast: no million-entry round trip through Python). stdout
+# lines (partial chunks joined) must read "<tag> <number>", numbers consecutive from the first
+# retained one (or from ARGV[2] when given). Returns {lines, first, last, starts, exits,
+# partials, others, bad, last_event}.
+_CHECK_NUMBERED_LUA = r"""
+local key, tag, want_first = KEYS[1], ARGV[1], ARGV[2]
+local lines, first, last, starts, exits, partials, others = 0, -1, -1, 0, 0, 0, 0
+local bad, cur, expect, last_event = '', '', nil, ''
+if want_first ~= '' then expect = tonumber(want_first) end
+local start = '-'
+while true do
+  local page = redis.call('XRANGE', key, start, '+', 'COUNT', 10000)
+  if #page == 0 then break end
+  for _, e in ipairs(page) do
+    local f = e[2]
+    local ev, data, partial = '', '', false
+    for i = 1, #f, 2 do
+      if f[i] == 'event' then ev = f[i + 1]
+      elseif f[i] == 'data' then data = f[i + 1]
+      elseif f[i] == 'partial' then partial = (f[i + 1] == '1') end
+    end
+    last_event = ev
+    if ev == 'stdout' then
+      if partial then partials = partials + 1 end
+      cur = cur .. data
+      if not partial then
+        local t, num = string.match(cur, '^(%S+) (%d+)$')
+        num = tonumber(num)
+        if bad == '' then
+          if t ~= tag or num == nil then
+            bad = 'line #' .. lines .. ' (' .. e[1] .. ') is ' .. string.sub(cur, 1, 200)
+          elseif expect ~= nil and num ~= expect then
+            bad = 'line #' .. lines .. ' (' .. e[1] .. '): expected number ' .. expect ..
+                  ', got ' .. num
+          end
+        end
+        if num ~= nil then
+          if first < 0 then first = num end
+          last = num
+          expect = num + 1
+        end
+        lines = lines + 1
+        cur = ''
+      end
+    elseif ev == 'start' then starts = starts + 1
+    elseif ev == 'exit' then exits = exits + 1
+    else others = others + 1 end
+  end
+  start = '(' .. page[#page][1]
+end
+return {lines, first, last, starts, exits, partials, others, bad, last_event}
+"""
+
+
+def check_numbered_channel(r, key, tag, first=None):
+    v = r.execute("EVAL", _CHECK_NUMBERED_LUA, 1, key, tag, "" if first is None else first)
+    names = ("lines", "first", "last", "starts", "exits", "partials", "others", "bad",
+             "last_event")
+    d = dict(zip(names, v))
+    d["bad"] = d["bad"].decode("utf-8", "replace")
+    d["last_event"] = d["last_event"].decode("utf-8", "replace")
+    return d

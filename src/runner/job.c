@@ -1,0 +1,1209 @@
+/* job.c -- one job: from its queue entry to its XACK.
+ *
+ *   FETCH ----> RUN ---------> ENDING ------> EXITING ----> FINAL ----> freed
+ *   HGETALL     process,       process        `exit`        HSET end,   (XACK
+ *   validate    pipes read     reaped, pipes  queued        EXPIRE,      acknowledged)
+ *   spawn       to EOF         at EOF; wait                 XACK
+ *                              for the queue      |
+ *                              to drain           +--> BACKOFF --> RUN (on-failure restart)
+ *
+ * Everything a job writes to Redis goes through its queue: RESP-encoded
+ * commands, sent in order on the `cmd` connection and kept until Redis
+ * acknowledged them. After a lost connection (or an error reply) the
+ * unacknowledged ones are sent again, in order: at-least-once, so a line
+ * whose reply was lost may appear twice, but none is lost and none is
+ * reordered.
+ *
+ * Backpressure: while the queue is above RN_JOB_Q_MAX commands or
+ * RN_JOB_Q_BYTES bytes (or all jobs together above RN_TOTAL_Q_BYTES), the
+ * job's pipes are not read, so the job blocks in write(); reading resumes
+ * below half of those marks. Redis being away is the same case: nothing is
+ * acknowledged, the queue fills, reading stops.
+ */
+#include "runner.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pipecast/error.h"
+#include "pipecast/log.h"
+
+static void job_fetch(struct job *j);
+static void job_check_end(struct job *j);
+static void job_try_exit(struct job *j);
+static void job_start_attempt(struct job *j);
+static void job_fail(struct job *j, const char *msg);
+
+/* The running transition refuses a job cancelled while it was being started. */
+static const char SCRIPT_RUNNING[] =
+    "if redis.call('HGET', KEYS[1], 'cancel') == '1' then return 0 end "
+    "redis.call('HSET', KEYS[1], unpack(ARGV)) return 1";
+
+/* Give a job that was never started back to the queue (the runner is stopping). */
+static const char SCRIPT_REQUEUE[] =
+    "local id = redis.call('XADD', KEYS[1], '*', 'job', ARGV[1]) "
+    "if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('HSET', KEYS[2], 'entry', id) end "
+    "redis.call('XACK', KEYS[1], ARGV[2], ARGV[3]) return id";
+
+/* ------------------------------------------------------------ RESP encoding */
+
+static size_t ndigits(size_t n)
+{
+    size_t d = 1;
+    while (n >= 10) {
+        n /= 10;
+        d++;
+    }
+    return d;
+}
+
+static size_t bulk_size(size_t n)
+{
+    return 1 + ndigits(n) + 2 + n + 2;
+}
+
+/* Write @p n in decimal at @p p; @return the end (sprintf is the hot spot otherwise). */
+static char *put_uint(char *p, size_t n)
+{
+    char tmp[24];
+    int k = 0;
+    do {
+        tmp[k++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n > 0);
+    while (k > 0)
+        *p++ = tmp[--k];
+    return p;
+}
+
+static char *put_bulk(char *p, const char *s, size_t n)
+{
+    *p++ = '$';
+    p = put_uint(p, n);
+    *p++ = '\r';
+    *p++ = '\n';
+    memcpy(p, s, n);
+    p += n;
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+static char *put_count(char *p, int argc)
+{
+    *p++ = '*';
+    p = put_uint(p, (size_t)argc);
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+static struct ent *ent_alloc(int kind, size_t len)
+{
+    struct ent *e = malloc(sizeof(*e) + len + 1);
+    if (e == NULL)
+        return NULL;
+    e->next = NULL;
+    e->job = NULL;
+    e->kind = kind;
+    e->attempts = 0;
+    e->len = len;
+    return e;
+}
+
+static struct ent *ent_argv(int kind, int argc, const char *const *argv, const size_t *lens)
+{
+    size_t len = 1 + ndigits((size_t)argc) + 2;
+    for (int i = 0; i < argc; i++)
+        len += bulk_size(lens != NULL ? lens[i] : strlen(argv[i]));
+    struct ent *e = ent_alloc(kind, len);
+    if (e == NULL)
+        return NULL;
+    char *p = put_count(e->cmd, argc);
+    for (int i = 0; i < argc; i++)
+        p = put_bulk(p, argv[i], lens != NULL ? lens[i] : strlen(argv[i]));
+    return e;
+}
+
+/* XADD <key> [MAXLEN ~ n] * event <event> data <data> [partial 1] */
+static struct ent *ent_xadd(struct job *j, int kind, const char *event, const char *data,
+                            size_t len, int partial)
+{
+    int argc = 2 + (j->rn->o.maxlen > 0 ? 3 : 0) + 1 + 4 + (partial ? 2 : 0);
+    size_t evlen = strlen(event);
+    size_t total = 1 + ndigits((size_t)argc) + 2 + bulk_size(4) + j->mid_len + bulk_size(1) +
+                   bulk_size(5) + bulk_size(evlen) + bulk_size(4) + bulk_size(len) +
+                   (partial ? bulk_size(7) + bulk_size(1) : 0);
+    struct ent *e = ent_alloc(kind, total);
+    if (e == NULL)
+        return NULL;
+    char *p = put_count(e->cmd, argc);
+    p = put_bulk(p, "XADD", 4);
+    memcpy(p, j->mid, j->mid_len);
+    p += j->mid_len;
+    p = put_bulk(p, "*", 1);
+    p = put_bulk(p, "event", 5);
+    p = put_bulk(p, event, evlen);
+    p = put_bulk(p, "data", 4);
+    p = put_bulk(p, data, len);
+    if (partial) {
+        p = put_bulk(p, "partial", 7);
+        p = put_bulk(p, "1", 1);
+    }
+    return e;
+}
+
+/* ------------------------------------------------------------ the queue */
+
+static void ent_reply(redisAsyncContext *ac, void *r, void *priv);
+
+static void q_pump(struct job *j)
+{
+    struct rconn *rc = &j->rn->cmd;
+    while (j->q_unsent != NULL && rconn_ready(rc)) {
+        struct ent *e = j->q_unsent;
+        if (rconn_raw(rc, ent_reply, e, e->cmd, e->len) != 0)
+            break;
+        j->q_unsent = e->next;
+    }
+}
+
+static int job_over(const struct job *j)
+{
+    return j->q_n >= RN_JOB_Q_MAX || j->q_bytes >= RN_JOB_Q_BYTES ||
+           j->rn->q_bytes >= RN_TOTAL_Q_BYTES;
+}
+
+static int job_under(const struct job *j)
+{
+    return j->q_n <= RN_JOB_Q_MAX / 2 && j->q_bytes <= RN_JOB_Q_BYTES / 2 &&
+           j->rn->q_bytes <= RN_TOTAL_Q_BYTES / 2;
+}
+
+/* Queue @p e (NULL: out of memory, reported). @return 0 or PC_ENOMEM. */
+static int q_push(struct job *j, struct ent *e)
+{
+    if (e == NULL) {
+        pc_error("job", "job %s: out of memory: an entry for channel %s is lost", j->id,
+                 j->channel);
+        j->dropped++;
+        return PC_ENOMEM;
+    }
+    e->job = j;
+    if (j->q_tail != NULL)
+        j->q_tail->next = e;
+    else
+        j->q_head = e;
+    j->q_tail = e;
+    if (j->q_unsent == NULL)
+        j->q_unsent = e;
+    j->q_n++;
+    j->q_bytes += e->len;
+    j->rn->q_bytes += e->len;
+    q_pump(j);
+    return 0;
+}
+
+static void q_pop(struct job *j)
+{
+    struct ent *e = j->q_head;
+    j->q_head = e->next;
+    if (j->q_head == NULL)
+        j->q_tail = NULL;
+    if (j->q_unsent == e)
+        j->q_unsent = e->next;
+    j->q_n--;
+    j->q_bytes -= e->len;
+    j->rn->q_bytes -= e->len;
+    free(e);
+}
+
+static void q_clear(struct job *j)
+{
+    while (j->q_head != NULL)
+        q_pop(j);
+}
+
+static int q_cmd(struct job *j, int kind, int argc, const char *const *argv, const size_t *lens)
+{
+    return q_push(j, ent_argv(kind, argc, argv, lens));
+}
+
+static int q_event(struct job *j, int kind, const char *event, const char *data, size_t len,
+                   int partial)
+{
+    if (!j->have_channel)
+        return 0;
+    return q_push(j, ent_xadd(j, kind, event, data, len, partial));
+}
+
+static int q_event_json(struct job *j, int kind, const char *event, cJSON *obj)
+{
+    char *s = obj != NULL ? cJSON_PrintUnformatted(obj) : NULL;
+    cJSON_Delete(obj);
+    if (s == NULL) {
+        pc_error("job", "job %s: out of memory: `%s` event lost", j->id, event);
+        /* the job still has to end: pretend it was acknowledged */
+        return q_push(j, ent_argv(kind, 1, (const char *[]){"PING"}, NULL));
+    }
+    int rc = q_event(j, kind, event, s, strlen(s), 0);
+    free(s);
+    return rc;
+}
+
+static void job_after_exit(struct job *j);
+
+static void ent_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct ent *e = priv;
+    struct job *j = e->job;
+    struct runner *rn = j->rn;
+    redisReply *reply = r;
+    (void)ac;
+
+    if (!rconn_reply_ok(&rn->cmd, reply)) {
+        j->q_unsent = j->q_head; /* everything unacknowledged goes again, in order */
+        return;
+    }
+    if (e != j->q_head) {
+        pc_error("job", "job %s: reply out of order; resending", j->id);
+        j->q_unsent = j->q_head;
+        rconn_reset(&rn->cmd, NULL);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (++e->attempts < RN_ENTRY_ATTEMPTS) {
+            pc_warn("job", "job %s: redis refused a command (%s); resending", j->id, reply->str);
+            j->q_unsent = j->q_head;
+            rconn_reset(&rn->cmd, NULL);
+            return;
+        }
+        pc_error("job", "job %s: redis refused a command %d times (%s); dropped it", j->id,
+                 e->attempts, reply->str);
+        j->dropped++;
+    }
+    int kind = e->kind;
+    long long iv = reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
+    q_pop(j);
+
+    switch (kind) {
+    case ENT_RUNNING:
+        if (iv == 0 && j->phase == JP_RUN) {
+            pc_info("job", "job %s: cancelled while it was starting; killing it", j->id);
+            job_kill(j, SIGTERM, JR_KILLED);
+        }
+        break;
+    case ENT_EXIT:
+        job_after_exit(j);
+        return;
+    case ENT_FINAL:
+        job_free(j);
+        return;
+    default:
+        break;
+    }
+    if (j->paused)
+        job_maybe_resume(j);
+    if (rn->total_paused && rn->q_bytes <= RN_TOTAL_Q_BYTES / 2)
+        rn_resume_all(rn);
+    if (j->phase == JP_ENDING)
+        job_try_exit(j);
+}
+
+/* ------------------------------------------------------------ small helpers */
+
+static const char *reason_str(enum job_reason r)
+{
+    switch (r) {
+    case JR_KILLED:
+        return "killed";
+    case JR_TIMEOUT:
+        return "timeout";
+    case JR_LOST:
+        return "lost";
+    case JR_FAILED:
+        return "failed to start";
+    default:
+        return "exited";
+    }
+}
+
+static const char *status_str(enum job_reason r)
+{
+    return r == JR_FAILED ? "failed" : reason_str(r);
+}
+
+static int set_channel(struct job *j, const char *ch, size_t len)
+{
+    struct runner *rn = j->rn;
+    char mx[32];
+    if (!pc_channel_valid(ch, len))
+        return -1;
+    memcpy(j->channel, ch, len);
+    j->channel[len] = '\0';
+    if (pc_key_channel(j->key, sizeof(j->key), rn->o.prefix, j->channel) < 0)
+        return -1;
+    size_t klen = strlen(j->key), n = bulk_size(klen);
+    int ml = snprintf(mx, sizeof(mx), "%lld", rn->o.maxlen);
+    if (rn->o.maxlen > 0)
+        n += bulk_size(6) + bulk_size(1) + bulk_size((size_t)ml);
+    free(j->mid);
+    j->mid = malloc(n + 1);
+    if (j->mid == NULL)
+        return -1;
+    char *p = put_bulk(j->mid, j->key, klen);
+    if (rn->o.maxlen > 0) {
+        p = put_bulk(p, "MAXLEN", 6);
+        p = put_bulk(p, "~", 1);
+        p = put_bulk(p, mx, (size_t)ml);
+    }
+    j->mid_len = (size_t)(p - j->mid);
+    j->have_channel = 1;
+    return 0;
+}
+
+static struct timeval ms_tv(long long ms)
+{
+    struct timeval tv;
+    tv.tv_sec = (time_t)(ms / 1000);
+    tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
+    return tv;
+}
+
+/* ------------------------------------------------------------ output */
+
+static void stream_pause(struct job_stream *s)
+{
+    if (s->ev != NULL)
+        event_del(s->ev);
+}
+
+static void job_pause(struct job *j)
+{
+    if (j->paused)
+        return;
+    j->paused = 1;
+    if (j->rn->q_bytes >= RN_TOTAL_Q_BYTES)
+        j->rn->total_paused = 1;
+    stream_pause(&j->out);
+    stream_pause(&j->err);
+    pc_debug("job", "job %s: paused (%zu commands, %zu bytes queued)", j->id, j->q_n, j->q_bytes);
+}
+
+static void stream_resume(struct job_stream *s, int flush_ms)
+{
+    if (s->ev == NULL || s->eof)
+        return;
+    event_add(s->ev, NULL);
+    if (s->sp != NULL && pc_splitter_pending(s->sp) > 0) {
+        struct timeval tv = ms_tv(flush_ms);
+        evtimer_add(s->flush_ev, &tv);
+    }
+}
+
+void job_maybe_resume(struct job *j)
+{
+    if (!j->paused || !job_under(j))
+        return;
+    j->paused = 0;
+    stream_resume(&j->out, j->rn->o.flush_ms);
+    stream_resume(&j->err, j->rn->o.flush_ms);
+    pc_debug("job", "job %s: resumed", j->id);
+}
+
+static int stream_entry(void *priv, const char *data, size_t len, int partial)
+{
+    struct job_stream *s = priv;
+    return q_event(s->job, ENT_PLAIN, s->event, data, len, partial);
+}
+
+static void stream_close(struct job_stream *s)
+{
+    if (s->ev != NULL) {
+        event_free(s->ev);
+        s->ev = NULL;
+    }
+    if (s->flush_ev != NULL) {
+        event_free(s->flush_ev);
+        s->flush_ev = NULL;
+    }
+    if (s->fd >= 0) {
+        close(s->fd);
+        s->fd = -1;
+    }
+    pc_splitter_free(s->sp);
+    s->sp = NULL;
+}
+
+static void stream_eof(struct job_stream *s)
+{
+    if (s->eof)
+        return;
+    s->eof = 1;
+    if (s->sp != NULL && pc_splitter_finish(s->sp) != 0)
+        pc_error("job", "job %s: %s: the last line could not be queued", s->job->id, s->event);
+    stream_close(s);
+    job_check_end(s->job);
+}
+
+static void stream_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct job_stream *s = arg;
+    struct job *j = s->job;
+    (void)what;
+    ssize_t n = read(fd, j->rn->rbuf, RN_READ_CHUNK);
+    if (n > 0) {
+        if (pc_splitter_feed(s->sp, j->rn->rbuf, (size_t)n) != 0)
+            pc_error("job", "job %s: %s: output could not be queued", j->id, s->event);
+        if (pc_splitter_pending(s->sp) > 0) {
+            struct timeval tv = ms_tv(j->rn->o.flush_ms);
+            evtimer_add(s->flush_ev, &tv);
+        } else {
+            evtimer_del(s->flush_ev);
+        }
+        if (job_over(j))
+            job_pause(j);
+        return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    /* 0: EOF; EIO: a pty whose slave side is closed everywhere */
+    if (n < 0 && errno != EIO)
+        pc_warn("job", "job %s: read %s: %s", j->id, s->event, strerror(errno));
+    stream_eof(s);
+}
+
+static void stream_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct job_stream *s = arg;
+    (void)fd;
+    (void)what;
+    /* paused: the job is not idle, we are; flushed after the resume instead */
+    if (s->job->paused || s->sp == NULL)
+        return;
+    if (pc_splitter_flush(s->sp) != 0)
+        pc_error("job", "job %s: %s: output could not be queued", s->job->id, s->event);
+    if (job_over(s->job))
+        job_pause(s->job);
+}
+
+static int stream_open(struct job_stream *s, struct job *j, const char *event, int fd)
+{
+    s->job = j;
+    s->event = event;
+    s->fd = fd;
+    s->eof = fd < 0;
+    if (fd < 0)
+        return 0;
+    s->sp = pc_splitter_new(j->rn->o.max_line, stream_entry, s);
+    s->ev = event_new(j->rn->base, fd, EV_READ | EV_PERSIST, stream_read_cb, s);
+    s->flush_ev = evtimer_new(j->rn->base, stream_flush_cb, s);
+    if (s->sp == NULL || s->ev == NULL || s->flush_ev == NULL)
+        return -1;
+    if (!j->paused)
+        event_add(s->ev, NULL);
+    return 0;
+}
+
+/* ------------------------------------------------------------ stdin */
+
+static void in_close(struct job *j)
+{
+    if (j->in_ev != NULL) {
+        event_free(j->in_ev);
+        j->in_ev = NULL;
+    }
+    if (j->in_fd >= 0) {
+        close(j->in_fd);
+        j->in_fd = -1;
+    }
+    pc_buf_reset(&j->in);
+}
+
+static void in_kick(struct job *j)
+{
+    if (j->in_fd < 0)
+        return;
+    if (j->in.len > 0) {
+        event_add(j->in_ev, NULL);
+        return;
+    }
+    event_del(j->in_ev);
+    if (j->in_eof) {
+        if (j->plan.pty)
+            pc_debug("job", "job %s: eof on a pty: closing our side of stdin only", j->id);
+        in_close(j);
+    }
+}
+
+static void in_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct job *j = arg;
+    (void)what;
+    while (j->in.len > 0) {
+        ssize_t w = write(fd, j->in.data, j->in.len);
+        if (w > 0) {
+            pc_buf_consume(&j->in, (size_t)w);
+            continue;
+        }
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (w < 0 && errno == EINTR)
+            continue;
+        pc_info("job", "job %s: stdin closed by the job (%s); %zu bytes not written", j->id,
+                w < 0 ? strerror(errno) : "short write", j->in.len);
+        in_close(j);
+        return;
+    }
+    in_kick(j);
+}
+
+void job_stdin(struct job *j, const char *data, size_t len, int eof)
+{
+    if (j->phase != JP_RUN || j->in_fd < 0) {
+        pc_warn("job", "job %s: stdin %s ignored: %s", j->id, eof ? "eof" : "data",
+                j->phase != JP_RUN ? "the job is not running" : "stdin is closed");
+        return;
+    }
+    if (len > 0 && pc_buf_append(&j->in, data, len) != 0) {
+        pc_warn("job", "job %s: stdin buffer full (%zu bytes waiting, max %zu): %zu bytes refused",
+                j->id, j->in.len, j->in.max, len);
+        if (eof)
+            pc_warn("job", "job %s: eof refused with them", j->id);
+        return;
+    }
+    if (eof)
+        j->in_eof = 1;
+    in_kick(j);
+}
+
+/* ------------------------------------------------------------ kill and timers */
+
+static void grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct job *j = arg;
+    (void)fd;
+    (void)what;
+    if (j->phase == JP_RUN && j->proc.pid > 0) {
+        pc_info("job", "job %s: still running after the grace period: SIGKILL", j->id);
+        pc_proc_kill(&j->proc, SIGKILL);
+    }
+}
+
+static void timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct job *j = arg;
+    (void)fd;
+    (void)what;
+    pc_info("job", "job %s: timeout after %ld s", j->id, j->plan.timeout_s);
+    job_kill(j, SIGTERM, JR_TIMEOUT);
+}
+
+/* The process ended but something in its group still holds the pipes. */
+static void linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct job *j = arg;
+    (void)fd;
+    (void)what;
+    if (j->phase == JP_RUN && (!j->out.eof || !j->err.eof)) {
+        pc_info("job", "job %s: exited, but its process group still holds its output: SIGKILL",
+                j->id);
+        pc_proc_kill(&j->proc, SIGKILL);
+    }
+}
+
+static void restart_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct job *j = arg;
+    (void)fd;
+    (void)what;
+    if (j->phase == JP_BACKOFF)
+        job_start_attempt(j);
+}
+
+void job_kill(struct job *j, int sig, enum job_reason why)
+{
+    switch (j->phase) {
+    case JP_FETCH:
+        j->cancel_pending = 1;
+        return;
+    case JP_BACKOFF:
+        /* between attempts: this attempt ends before it started */
+        evtimer_del(j->restart_ev);
+        j->attempt++;
+        j->reason = why;
+        j->code = -1;
+        j->signal = 0;
+        j->t_start = j->t_end = pc_now_ms();
+        j->phase = JP_ENDING;
+        job_try_exit(j);
+        return;
+    case JP_RUN:
+        break;
+    default:
+        return; /* already ending */
+    }
+    if (j->proc.pid <= 0) {
+        j->cancel_pending = 1;
+        return;
+    }
+    if (j->kill_reason == JR_NONE)
+        j->kill_reason = why;
+    pc_debug("job", "job %s: signal %d to process group %ld", j->id, sig, (long)j->proc.pid);
+    if (pc_proc_kill(&j->proc, sig) != 0)
+        pc_warn("job", "job %s: kill %d: %s", j->id, sig, strerror(errno));
+    if (sig != SIGKILL && !evtimer_pending(j->grace_ev, NULL)) {
+        struct timeval tv = {j->rn->o.kill_grace_s, 0};
+        evtimer_add(j->grace_ev, &tv);
+    }
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static struct job *job_alloc(struct runner *rn, enum job_kind kind, const char *entry_id,
+                             const char *job_id)
+{
+    struct job *j = calloc(1, sizeof(*j));
+    if (j == NULL)
+        return NULL;
+    j->rn = rn;
+    j->kind = kind;
+    j->phase = JP_FETCH;
+    j->code = -1;
+    j->in_fd = -1;
+    j->out.fd = j->err.fd = -1;
+    j->out.eof = j->err.eof = 1;
+    j->proc.pid = -1;
+    j->proc.in_fd = j->proc.out_fd = j->proc.err_fd = -1;
+    snprintf(j->entry_id, sizeof(j->entry_id), "%s", entry_id);
+    snprintf(j->id, sizeof(j->id), "%s", job_id);
+    snprintf(j->hkey, sizeof(j->hkey), "%s:job:%s", rn->o.prefix, job_id);
+    pc_buf_init(&j->in, RN_STDIN_MAX);
+    j->timeout_ev = evtimer_new(rn->base, timeout_cb, j);
+    j->grace_ev = evtimer_new(rn->base, grace_cb, j);
+    j->linger_ev = evtimer_new(rn->base, linger_cb, j);
+    j->restart_ev = evtimer_new(rn->base, restart_cb, j);
+    if (j->timeout_ev == NULL || j->grace_ev == NULL || j->linger_ev == NULL ||
+        j->restart_ev == NULL) {
+        job_free(j);
+        return NULL;
+    }
+    /* link */
+    j->next = rn->jobs_head;
+    if (rn->jobs_head != NULL)
+        rn->jobs_head->prev = j;
+    rn->jobs_head = j;
+    if (kind == JK_RUN)
+        rn->held++;
+    return j;
+}
+
+/* Job ids come from the queue: never trust them to be sane. */
+static int job_id_valid(const char *id)
+{
+    size_t n = strlen(id);
+    return n >= 1 && n <= RN_JOB_ID_MAX && pc_channel_valid(id, n);
+}
+
+struct job *job_new_queued(struct runner *rn, const char *entry_id, const char *job_id)
+{
+    struct job *j = job_alloc(rn, JK_RUN, entry_id, job_id_valid(job_id) ? job_id : "-");
+    if (j == NULL) {
+        pc_error("job", "out of memory taking queue entry %s", entry_id);
+        return NULL;
+    }
+    if (!job_id_valid(job_id)) {
+        pc_warn("job", "queue entry %s: invalid job id; acknowledged and ignored", entry_id);
+        j->phase = JP_FINAL;
+        const char *a[] = {"XACK", rn->key_jobs, RN_GROUP, j->entry_id};
+        q_cmd(j, ENT_FINAL, 4, a, NULL);
+        return j;
+    }
+    pc_debug("job", "job %s: taken (entry %s)", j->id, entry_id);
+    job_fetch(j);
+    return j;
+}
+
+struct job *job_new_lost(struct runner *rn, const char *entry_id, const char *job_id,
+                         const char *dead_runner)
+{
+    struct job *j = job_alloc(rn, JK_LOST, entry_id, job_id_valid(job_id) ? job_id : "-");
+    if (j == NULL)
+        return NULL;
+    snprintf(j->dead_runner, sizeof(j->dead_runner), "%s", dead_runner);
+    if (!job_id_valid(job_id)) {
+        j->phase = JP_FINAL;
+        const char *a[] = {"XACK", rn->key_jobs, RN_GROUP, j->entry_id};
+        q_cmd(j, ENT_FINAL, 4, a, NULL);
+        return j;
+    }
+    job_fetch(j);
+    return j;
+}
+
+static void job_attempt_cleanup(struct job *j)
+{
+    stream_close(&j->out);
+    stream_close(&j->err);
+    j->out.eof = j->err.eof = 1;
+    in_close(j);
+    pc_proc_close(&j->proc);
+    evtimer_del(j->timeout_ev);
+    evtimer_del(j->grace_ev);
+    evtimer_del(j->linger_ev);
+}
+
+void job_free(struct job *j)
+{
+    if (j == NULL)
+        return;
+    struct runner *rn = j->rn;
+    if (j->phase == JP_RUN && j->proc.pid > 0 && !j->reaped) {
+        /* only when the runner gives up: nothing may outlive it unreported */
+        pc_proc_kill(&j->proc, SIGKILL);
+    }
+    job_attempt_cleanup(j);
+    if (j->q_n > 0 || j->dropped > 0)
+        pc_error("job", "job %s: %zu commands for Redis not acknowledged, %ld dropped", j->id,
+                 j->q_n, j->dropped);
+    q_clear(j);
+    if (j->timeout_ev != NULL)
+        event_free(j->timeout_ev);
+    if (j->grace_ev != NULL)
+        event_free(j->grace_ev);
+    if (j->linger_ev != NULL)
+        event_free(j->linger_ev);
+    if (j->restart_ev != NULL)
+        event_free(j->restart_ev);
+    pc_buf_free(&j->in);
+    pc_job_plan_free(&j->plan);
+    free(j->argv_json);
+    free(j->error);
+    free(j->mid);
+    /* unlink */
+    if (j->prev != NULL)
+        j->prev->next = j->next;
+    else if (rn->jobs_head == j)
+        rn->jobs_head = j->next;
+    if (j->next != NULL)
+        j->next->prev = j->prev;
+    if (j->kind == JK_RUN)
+        rn->held--;
+    free(j);
+    rn_job_gone(rn, NULL);
+}
+
+/* ------------------------------------------------------------ fetch */
+
+static void fetch_cb(redisAsyncContext *ac, void *r, void *priv);
+
+static void job_fetch(struct job *j)
+{
+    const char *a[] = {"HGETALL", j->hkey};
+    if (j->fetch_inflight)
+        return;
+    if (rconn_cmd(&j->rn->cmd, fetch_cb, j, 2, a, NULL) == 0)
+        j->fetch_inflight = 1;
+}
+
+static void job_requeue(struct job *j)
+{
+    struct runner *rn = j->rn;
+    pc_info("job", "job %s: stopping; handing it back to the queue", j->id);
+    j->phase = JP_FINAL;
+    const char *a[] = {"EVAL",  SCRIPT_REQUEUE, "2",      rn->key_jobs,
+                       j->hkey, j->id,          RN_GROUP, j->entry_id};
+    q_cmd(j, ENT_FINAL, 8, a, NULL);
+}
+
+static void job_ack_only(struct job *j)
+{
+    const char *a[] = {"XACK", j->rn->key_jobs, RN_GROUP, j->entry_id};
+    j->phase = JP_FINAL;
+    q_cmd(j, ENT_FINAL, 4, a, NULL);
+}
+
+static int is_ended(const char *st)
+{
+    return st != NULL &&
+           (strcmp(st, "exited") == 0 || strcmp(st, "killed") == 0 || strcmp(st, "timeout") == 0 ||
+            strcmp(st, "failed") == 0 || strcmp(st, "lost") == 0);
+}
+
+/* A NUL-terminated copy of a hash field (NULL when absent); owned by the caller. */
+static char *field_dup(const redisReply *h, const char *name)
+{
+    const redisReply *f = rn_field(h, name);
+    const char *s;
+    size_t n;
+    if (f == NULL || rn_reply_str(f, &s, &n) != 0)
+        return NULL;
+    char *d = malloc(n + 1);
+    if (d != NULL) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+static void job_on_hash_lost(struct job *j, const redisReply *h)
+{
+    char *st = field_dup(h, "status"), *runner = field_dup(h, "runner");
+    char *att = field_dup(h, "attempt"), *started = field_dup(h, "started_ms");
+    int mine = st != NULL && (strcmp(st, "running") == 0 || strcmp(st, "queued") == 0) &&
+               (runner == NULL || runner[0] == '\0' || strcmp(runner, j->dead_runner) == 0);
+    if (!mine) {
+        pc_info("claim", "job %s of dead runner %s: status %s; acknowledging its entry", j->id,
+                j->dead_runner, st != NULL ? st : "(no hash)");
+        job_ack_only(j);
+    } else {
+        pc_warn("claim", "job %s: its runner %s is gone; marking it lost", j->id, j->dead_runner);
+        j->attempt = att != NULL ? atoi(att) : 1;
+        if (j->attempt < 1)
+            j->attempt = 1;
+        j->started_wall_ms = started != NULL ? atoll(started) : 0;
+        j->reason = JR_LOST;
+        j->code = -1;
+        j->signal = 0;
+        j->phase = JP_ENDING;
+        job_try_exit(j);
+    }
+    free(st);
+    free(runner);
+    free(att);
+    free(started);
+}
+
+static void job_on_hash(struct job *j, const redisReply *h)
+{
+    struct runner *rn = j->rn;
+    char err[512];
+    const redisReply *f;
+    const char *s;
+    size_t n;
+
+    if (h->elements == 0) {
+        pc_warn("job", "job %s: no hash %s; acknowledging its queue entry", j->id, j->hkey);
+        job_ack_only(j);
+        return;
+    }
+    f = rn_field(h, "channel");
+    if (f == NULL || rn_reply_str(f, &s, &n) != 0 || set_channel(j, s, n) != 0) {
+        pc_warn("job", "job %s: missing or invalid channel; cannot publish", j->id);
+        j->have_channel = 0;
+    }
+    if (j->kind == JK_LOST) {
+        job_on_hash_lost(j, h);
+        return;
+    }
+    char *st = field_dup(h, "status");
+    char *cancel = field_dup(h, "cancel");
+    int ended = is_ended(st);
+    int cancelled = (cancel != NULL && strcmp(cancel, "1") == 0) ||
+                    (st != NULL && strcmp(st, "queued") != 0) || j->cancel_pending;
+    free(cancel);
+    if (ended) {
+        pc_info("job", "job %s: already %s; acknowledging its queue entry", j->id, st);
+        free(st);
+        job_ack_only(j);
+        return;
+    }
+    free(st);
+    if (cancelled) {
+        pc_info("job", "job %s: cancelled before it started", j->id);
+        j->reason = JR_KILLED;
+        j->attempt = 1;
+        j->phase = JP_ENDING;
+        job_try_exit(j);
+        return;
+    }
+    if (rn->stopping) {
+        job_requeue(j);
+        return;
+    }
+    if (!j->have_channel) {
+        job_fail(j, "the job hash has no valid channel");
+        return;
+    }
+    char *spec = field_dup(h, "spec");
+    if (spec == NULL) {
+        job_fail(j, "the job hash has no spec");
+        return;
+    }
+    cJSON *req = pc_job_request_parse(spec, strlen(spec), err, sizeof(err));
+    free(spec);
+    if (req == NULL) {
+        job_fail(j, err);
+        return;
+    }
+    struct pc_job_ctx ctx = {j->id, j->channel, rn->o.home};
+    int rc = pc_job_plan_build(rn->tmpl, rn->o.allow_any, req, &ctx, &j->plan, err, sizeof(err));
+    cJSON_Delete(req);
+    if (rc != 0) {
+        job_fail(j, err);
+        return;
+    }
+    cJSON *arr = cJSON_CreateArray();
+    for (char **a = j->plan.argv; arr != NULL && *a != NULL; a++)
+        cJSON_AddItemToArray(arr, cJSON_CreateString(*a));
+    j->argv_json = arr != NULL ? cJSON_PrintUnformatted(arr) : NULL;
+    cJSON_Delete(arr);
+    if (j->argv_json == NULL) {
+        job_fail(j, "out of memory");
+        return;
+    }
+    job_start_attempt(j);
+}
+
+static void fetch_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct job *j = priv;
+    redisReply *reply = r;
+    (void)ac;
+    j->fetch_inflight = 0;
+    if (!rconn_reply_ok(&j->rn->cmd, reply))
+        return; /* fetched again when the connection is back */
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        pc_warn("job", "job %s: HGETALL %s: %s", j->id, j->hkey,
+                reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+        if (reply->type == REDIS_REPLY_ERROR) {
+            rconn_reset(&j->rn->cmd, NULL);
+            return;
+        }
+        job_ack_only(j);
+        return;
+    }
+    job_on_hash(j, reply);
+}
+
+void job_on_cmd_up(struct job *j)
+{
+    if (j->phase == JP_FETCH)
+        job_fetch(j);
+    q_pump(j);
+}
+
+/* ------------------------------------------------------------ attempts */
+
+static void job_fail(struct job *j, const char *msg)
+{
+    pc_warn("job", "job %s: %s", j->id, msg);
+    free(j->error);
+    j->error = strdup(msg);
+    q_event(j, ENT_PLAIN, "stderr", msg, strlen(msg), 0);
+    if (j->attempt == 0)
+        j->attempt = 1;
+    j->reason = JR_FAILED;
+    j->code = -1;
+    j->signal = 0;
+    j->phase = JP_ENDING;
+    job_try_exit(j);
+}
+
+static void job_start_attempt(struct job *j)
+{
+    struct runner *rn = j->rn;
+    char err[512], pid[24], started[24], attempt[16];
+    struct pc_spawn_opts o;
+
+    j->attempt++;
+    j->reaped = 0;
+    j->wstatus = 0;
+    j->kill_reason = JR_NONE;
+    j->reason = JR_NONE;
+    j->code = -1;
+    j->signal = 0;
+    memset(&o, 0, sizeof(o));
+    o.argv = j->plan.argv;
+    o.envp = j->plan.envp;
+    o.cwd = j->plan.cwd;
+    o.use_pty = j->plan.pty;
+    o.want_stdin = 1;
+    o.limits = j->plan.limits;
+    o.drop_user = rn->o.drop_user;
+    o.uid = rn->o.uid;
+    o.gid = rn->o.gid;
+    o.die_with_parent =
+        1; /* a runner killed with -9: its jobs are reported lost, not left running */
+    j->t_start = pc_now_ms();
+    if (pc_spawn(&o, &j->proc, err, sizeof(err)) != 0) {
+        j->t_end = j->t_start;
+        job_fail(j, err);
+        return;
+    }
+    j->started_wall_ms = pc_wall_ms();
+    j->phase = JP_RUN;
+    pc_info("job", "job %s: started pid %ld (attempt %d): %s", j->id, (long)j->proc.pid, j->attempt,
+            j->argv_json);
+
+    /* the process is running: from here on it must end through job_check_end */
+    int bad = stream_open(&j->out, j, "stdout", j->proc.out_fd) != 0;
+    j->proc.out_fd = -1;
+    bad |= stream_open(&j->err, j, "stderr", j->proc.err_fd) != 0;
+    j->proc.err_fd = -1;
+    j->in_fd = j->proc.in_fd;
+    j->proc.in_fd = -1;
+    j->in_eof = 0;
+    pc_buf_reset(&j->in);
+    if (j->in_fd >= 0) {
+        j->in_ev = event_new(rn->base, j->in_fd, EV_WRITE | EV_PERSIST, in_write_cb, j);
+        bad |= j->in_ev == NULL;
+        if (j->plan.stdin_len > 0) {
+            /* the request's stdin text may exceed the control buffer's maximum */
+            if (j->in.max < j->plan.stdin_len)
+                j->in.max = j->plan.stdin_len;
+            bad |= pc_buf_append(&j->in, j->plan.stdin_data, j->plan.stdin_len) != 0;
+        }
+        if (!bad)
+            in_kick(j);
+    }
+    if (bad) {
+        pc_error("job", "job %s: out of memory setting up its pipes; killing it", j->id);
+        job_kill(j, SIGKILL, JR_KILLED);
+    }
+    if (j->plan.timeout_s > 0) {
+        struct timeval tv = {(time_t)j->plan.timeout_s, 0};
+        evtimer_add(j->timeout_ev, &tv);
+    }
+
+    /* running transition, then `start` */
+    snprintf(pid, sizeof(pid), "%ld", (long)j->proc.pid);
+    snprintf(started, sizeof(started), "%lld", j->started_wall_ms);
+    snprintf(attempt, sizeof(attempt), "%d", j->attempt);
+    const char *a[] = {"EVAL",   SCRIPT_RUNNING, "1",       j->hkey, "status",     "running",
+                       "runner", rn->o.id,       "pid",     pid,     "started_ms", started,
+                       "argv",   j->argv_json,   "attempt", attempt, "host",       rn->o.host};
+    q_cmd(j, ENT_RUNNING, (int)(sizeof(a) / sizeof(a[0])), a, NULL);
+
+    cJSON *st = cJSON_CreateObject();
+    cJSON_AddStringToObject(st, "job", j->id);
+    cJSON_AddNumberToObject(st, "pid", (double)j->proc.pid);
+    cJSON_AddItemToObject(st, "argv", cJSON_Parse(j->argv_json));
+    cJSON_AddStringToObject(st, "runner", rn->o.id);
+    cJSON_AddStringToObject(st, "host", rn->o.host);
+    cJSON_AddNumberToObject(st, "attempt", j->attempt);
+    q_event_json(j, ENT_PLAIN, "start", st);
+
+    if (j->cancel_pending)
+        job_kill(j, SIGTERM, JR_KILLED);
+    else if (rn->stopping && rn->kill_all_sent)
+        job_kill(j, SIGTERM, JR_KILLED);
+}
+
+void job_reaped(struct job *j, int wstatus)
+{
+    j->reaped = 1;
+    j->wstatus = wstatus;
+    j->t_end = pc_now_ms();
+    evtimer_del(j->timeout_ev);
+    if (!j->out.eof || !j->err.eof) {
+        struct timeval tv = {j->rn->o.kill_grace_s, 0};
+        evtimer_add(j->linger_ev, &tv);
+    }
+    job_check_end(j);
+}
+
+static void job_check_end(struct job *j)
+{
+    if (j->phase != JP_RUN || !j->reaped || !j->out.eof || !j->err.eof)
+        return;
+    int st = j->wstatus;
+    j->code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    j->signal = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+    j->reason = j->kill_reason != JR_NONE ? j->kill_reason : JR_EXITED;
+    pc_info("job", "job %s: %s (code %d, signal %d) after %lld ms", j->id, reason_str(j->reason),
+            j->code, j->signal, j->t_end - j->t_start);
+    job_attempt_cleanup(j);
+    j->proc.pid = -1;
+    j->phase = JP_ENDING;
+    job_try_exit(j);
+}
+
+/* Publish `exit` once everything before it is acknowledged. */
+static void job_try_exit(struct job *j)
+{
+    if (j->phase != JP_ENDING || j->q_n > 0)
+        return;
+    j->phase = JP_EXITING;
+    long long dur = j->t_end - j->t_start;
+    if (j->reason == JR_LOST)
+        dur = j->started_wall_ms > 0 ? pc_wall_ms() - j->started_wall_ms : 0;
+    cJSON *ex = cJSON_CreateObject();
+    cJSON_AddStringToObject(ex, "job", j->id);
+    if (j->code >= 0)
+        cJSON_AddNumberToObject(ex, "code", j->code);
+    else
+        cJSON_AddNullToObject(ex, "code");
+    if (j->signal > 0)
+        cJSON_AddNumberToObject(ex, "signal", j->signal);
+    else
+        cJSON_AddNullToObject(ex, "signal");
+    cJSON_AddStringToObject(ex, "reason", reason_str(j->reason));
+    cJSON_AddNumberToObject(ex, "duration_ms", (double)(dur > 0 ? dur : 0));
+    cJSON_AddNumberToObject(ex, "attempt", j->attempt > 0 ? j->attempt : 1);
+    if (j->reason == JR_FAILED && j->error != NULL)
+        cJSON_AddStringToObject(ex, "error", j->error);
+    if (j->have_channel)
+        q_event_json(j, ENT_EXIT, "exit", ex);
+    else {
+        cJSON_Delete(ex);
+        job_after_exit(j);
+    }
+}
+
+static int wants_restart(const struct job *j)
+{
+    return j->kind == JK_RUN && j->plan.restart == PC_RESTART_ON_FAILURE &&
+           j->attempt < j->plan.max_attempts && j->reason == JR_EXITED &&
+           (j->code != 0 || j->signal != 0) && !j->rn->stopping && !j->cancel_pending;
+}
+
+static void job_after_exit(struct job *j)
+{
+    struct runner *rn = j->rn;
+    char code[16] = "", sig[16] = "", ended[24], ttl[24];
+
+    if (wants_restart(j)) {
+        j->phase = JP_BACKOFF;
+        pc_info("job", "job %s: restarting in %d ms (attempt %d of %d)", j->id, j->plan.backoff_ms,
+                j->attempt + 1, j->plan.max_attempts);
+        cJSON *rs = cJSON_CreateObject();
+        cJSON_AddStringToObject(rs, "job", j->id);
+        cJSON_AddNumberToObject(rs, "attempt", j->attempt + 1);
+        cJSON_AddNumberToObject(rs, "backoff_ms", j->plan.backoff_ms);
+        q_event_json(j, ENT_PLAIN, "restart", rs);
+        struct timeval tv = ms_tv(j->plan.backoff_ms);
+        evtimer_add(j->restart_ev, &tv);
+        return;
+    }
+    j->phase = JP_FINAL;
+    if (j->code >= 0)
+        snprintf(code, sizeof(code), "%d", j->code);
+    if (j->signal > 0)
+        snprintf(sig, sizeof(sig), "%d", j->signal);
+    snprintf(ended, sizeof(ended), "%lld", pc_wall_ms());
+    snprintf(ttl, sizeof(ttl), "%ld", rn->o.job_ttl_s);
+    const char *h[14] = {"HSET",     j->hkey, "status", status_str(j->reason),
+                         "ended_ms", ended,   "code",   code,
+                         "signal",   sig,     "reason", reason_str(j->reason)};
+    int hn = 12;
+    if (j->reason == JR_FAILED && j->error != NULL) {
+        h[hn++] = "error";
+        h[hn++] = j->error;
+    }
+    q_cmd(j, ENT_PLAIN, hn, h, NULL);
+    const char *e[] = {"EXPIRE", j->hkey, ttl};
+    q_cmd(j, ENT_PLAIN, 3, e, NULL);
+    const char *a[] = {"XACK", rn->key_jobs, RN_GROUP, j->entry_id};
+    q_cmd(j, ENT_FINAL, 4, a, NULL);
+}
+
+int job_is_running(const struct job *j)
+{
+    return j->phase == JP_RUN;
+}
