@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # run.sh -- install the dependencies, build the release preset, make sure a Redis is there
-# and run pipecast-gateway in the foreground on http://127.0.0.1:8080/ (Ctrl-C stops it).
+# and run pipecast-gateway in the foreground on http://127.0.0.1:8080/ (Ctrl-C stops it), with a
+# pipecast-runner offering the demo job templates of scripts/demo-runner.json
+# (PIPECAST_RUNNER_CONFIG=FILE for your own; PIPECAST_NO_RUNNER=1 for none).
 #
 # Redis: $PIPECAST_REDIS_URL when set; else whatever answers on 127.0.0.1:6379; else a
 # redis-server started here (data in ./.pipecast-run/, stopped again on exit).
@@ -52,13 +54,20 @@ pipecast-gateway: http://127.0.0.1:8080/   (Redis: $PIPECAST_REDIS_URL)
 try, in another terminal:
     seq 1 5 | build/release/bin/pipecast pipe demo
     curl -N http://127.0.0.1:8080/api/channels/demo/events
+    build/release/bin/pipecast jobs submit count n=5 --follow
 
 MSG
+RUNNER=""
+if [ -z "${PIPECAST_NO_RUNNER:-}" ]; then
+    "$BIN/pipecast-runner" --config "${PIPECAST_RUNNER_CONFIG:-$ROOT/scripts/demo-runner.json}" &
+    RUNNER=$!
+fi
 "$BIN/pipecast-gateway" --web-root "$ROOT/web" "$@" &
 GW=$!
-trap 'kill -TERM $GW 2>/dev/null || true' INT TERM
+trap 'kill -TERM $GW $RUNNER 2>/dev/null || true' INT TERM
 status=0
 wait $GW || status=$?
 # a signal interrupts the first wait; wait again for the clean stop
 if kill -0 $GW 2>/dev/null; then wait $GW || status=$?; fi
+if [ -n "$RUNNER" ]; then kill -TERM "$RUNNER" 2>/dev/null || true; wait "$RUNNER" 2>/dev/null || true; fi
 exit $status
