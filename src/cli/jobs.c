@@ -11,7 +11,9 @@
  * http://127.0.0.1:8080. --json prints the gateway's JSON instead of text.
  *
  * `submit --follow` reads the job's channel over SSE from its start, writes
- * stdout events to stdout and stderr events to stderr, and ends with the
+ * stdout events to stdout and stderr events to stderr (with ?partial=mark: a
+ * `stdout.partial` / `stderr.partial` chunk is written without its newline,
+ * the next entry of that stream continues its line), and ends with the
  * job's exit status when its `exit` event arrives (reconnecting with
  * Last-Event-ID when the stream drops).
  *
@@ -345,7 +347,7 @@ struct follow {
     const char *channel;
     char last_id[64]; /* the last event id seen: Last-Event-ID on reconnect */
     /* the event being read */
-    char ev_name[PC_EVENT_MAX + 1];
+    char ev_name[PC_EVENT_MAX + sizeof(".partial")];
     char ev_id[64];
     int ev_has_id;
     int ev_has_data;
@@ -448,9 +450,13 @@ static int follow_dispatch(struct follow *f)
         return 0;
     if (f->pending_exit && strcmp(name, "exit") != 0)
         f->pending_exit = 0; /* something after the exit: the job goes on (restart) */
-    if (strcmp(name, "stdout") == 0 || strcmp(name, "stderr") == 0) {
-        /* SSE carries no `partial` flag: each entry is printed as one line */
-        if (write_all(strcmp(name, "stdout") == 0 ? stdout : stderr, d, f->data.len, 1) != 0) {
+    if (strcmp(name, "stdout") == 0 || strcmp(name, "stderr") == 0 ||
+        strcmp(name, "stdout.partial") == 0 || strcmp(name, "stderr.partial") == 0) {
+        /* a partial chunk does not end its line: the next entry of its stream goes on with it */
+        int partial = strchr(name, '.') != NULL;
+
+        if (write_all(strncmp(name, "stdout", 6) == 0 ? stdout : stderr, d, f->data.len,
+                      !partial) != 0) {
             f->fatal = 1;
             return 1;
         }
@@ -507,7 +513,9 @@ static int follow_line(void *privdata, const char *line, size_t len)
         }
         f->ev_has_data = 1;
     } else if (flen == 5 && memcmp(line, "event", 5) == 0) {
-        snprintf(f->ev_name, sizeof(f->ev_name), "%.*s", (int)(vlen < PC_EVENT_MAX ? vlen : 64), v);
+        size_t max = sizeof(f->ev_name) - 1;
+
+        snprintf(f->ev_name, sizeof(f->ev_name), "%.*s", (int)(vlen < max ? vlen : max), v);
     } else if (flen == 2 && memcmp(line, "id", 2) == 0 && vlen < sizeof(f->ev_id) &&
                !memchr(v, '\0', vlen)) {
         memcpy(f->ev_id, v, vlen);
@@ -533,7 +541,7 @@ static int follow_run(struct jobs_ctx *x, const char *id, const char *channel)
     pc_backoff_init(&bo, 200, 5000);
     pc_buf_init(&p, sizeof(path) - 1);
     if (pc_buf_append_str(&p, "/api/channels/") != 0 || url_escape(&p, channel) != 0 ||
-        pc_buf_append_str(&p, "/events?from=start") != 0) {
+        pc_buf_append_str(&p, "/events?from=start&partial=mark") != 0) {
         pc_buf_free(&p);
         pc_buf_free(&f.data);
         return gw_fail(x, "channel name too long");

@@ -5,7 +5,8 @@
  *   snapshot the channel set (hub lock, clears dirty)
  *     ├─ channels not set up yet: XREVRANGE key + - COUNT 1 → base_id = last_id
  *     └─ the others: XREAD BLOCK 0 COUNT 512 STREAMS k1 .. kn last1 .. lastn
- *          ├─ entries: encode once, append to the ring, broadcast
+ *          ├─ entries: encode once (partial ones: note where the data starts),
+ *          │           append to the ring, broadcast
  *          ├─ nil: CLIENT UNBLOCK from gw_hub_subscribe/unsubscribe → next round
  *          └─ I/O error: reconnect with backoff, resume from every last_id
  */
@@ -41,6 +42,8 @@ struct ring_entry {
     char *sse;         /* the encoded event: id, event, data lines, blank line */
     size_t sse_len;
     size_t body_off; /* where the line after "id: <id>\n" starts */
+    size_t data_off; /* a `partial` entry: where its data: lines start (after any event: line);
+                        0 for the others */
     size_t cost;     /* bytes charged against the ring's byte cap */
 };
 
@@ -527,18 +530,40 @@ int gw_idfmt_line(struct pc_buf *out, const struct gw_idfmt *f, const char *id, 
     return rc;
 }
 
-/* Append ring entry @p e with its id: line written by @p fmt. @return 0 or a PC_E* code. */
+const char *gw_partial_name(const char *event, char buf[GW_PARTIAL_NAME_SIZE])
+{
+    const char *base = event ? event : "message";
+    size_t n = strnlen(base, PC_EVENT_MAX);
+
+    memcpy(buf, base, n);
+    memcpy(buf + n, GW_PARTIAL_SUFFIX, sizeof(GW_PARTIAL_SUFFIX));
+    return buf;
+}
+
+/*
+ * Append ring entry @p e as @p fmt says. The shared bytes go out unchanged
+ * unless the id: line is rewritten or the entry is a marked partial one;
+ * then only those lines are written anew. @return 0 or a PC_E* code.
+ */
 static int ring_entry_append(struct pc_buf *out, const struct ring_entry *e,
                              const struct gw_idfmt *fmt)
 {
+    int mark = fmt && fmt->mark_partial && e->data_off > 0;
+    char name[GW_PARTIAL_NAME_SIZE];
     size_t old = out->len;
     int rc;
 
-    if (!fmt)
+    if (!fmt || (!mark && fmt->prelen == 0 && fmt->postlen == 0))
         return pc_buf_append(out, e->sse, e->sse_len);
     /* the stream id is between "id: " and the line's end */
     rc = gw_idfmt_line(out, fmt, e->sse + 4, e->body_off - 5);
-    if (rc == 0 && (rc = pc_buf_append(out, e->sse + e->body_off, e->sse_len - e->body_off)) != 0) {
+    if (rc == 0 && !mark)
+        rc = pc_buf_append(out, e->sse + e->body_off, e->sse_len - e->body_off);
+    else if (rc == 0 && (rc = pc_buf_append(out, "event: ", 7)) == 0 &&
+             (rc = pc_buf_append_str(out, gw_partial_name(e->event, name))) == 0 &&
+             (rc = pc_buf_append(out, "\n", 1)) == 0)
+        rc = pc_buf_append(out, e->sse + e->data_off, e->sse_len - e->data_off);
+    if (rc != 0) {
         out->len = old;
         if (out->data)
             out->data[old] = '\0';
@@ -1014,7 +1039,7 @@ static void reader_process(struct gw_hub *h, struct reader *r, const redisReply 
     }
     for (size_t i = 0; i < entries->elements; i++) {
         const redisReply *e = entries->element[i];
-        const redisReply *data, *ev;
+        const redisReply *data, *ev, *partial;
         struct pc_id id;
         size_t evlen = 0;
         char *mem;
@@ -1027,6 +1052,7 @@ static void reader_process(struct gw_hub *h, struct reader *r, const redisReply 
         have_last = 1;
         data = entry_field(e->element[1], "data", 4);
         ev = entry_field(e->element[1], "event", 5);
+        partial = entry_field(e->element[1], "partial", 7);
         if (!data) {
             gw_metrics_add(&h->metrics->sse_events_dropped, 1);
             continue;
@@ -1055,6 +1081,10 @@ static void reader_process(struct gw_hub *h, struct reader *r, const redisReply 
         tmp[k].sse_len = r->scratch.len;
         /* pc_sse_event wrote "id: <id>\n" first; a multi-channel stream rewrites that line */
         tmp[k].body_off = (size_t)((char *)memchr(mem, '\n', r->scratch.len) - mem) + 1;
+        /* then "event: <ev>\n" (a valid name is ASCII: its length is unchanged), then data */
+        tmp[k].data_off = 0;
+        if (partial && partial->len == 1 && partial->str[0] == '1')
+            tmp[k].data_off = tmp[k].body_off + (ev ? 7 + evlen + 1 : 0);
         tmp[k].event = NULL;
         if (ev) {
             memcpy(mem + r->scratch.len, ev->str, evlen);

@@ -16,6 +16,10 @@
  * or after base_id it is served from the ring (gw_channel_poll), otherwise it
  * reads pages from Redis itself (GW_POLL_BEHIND).
  *
+ * A `partial` entry also keeps where its data lines start: a subscriber with
+ * ?partial=mark gets it as "<event>.partial" from the same bytes, only its
+ * event: line written anew (no second encoding, nothing for other entries).
+ *
  * Waking: a single-channel subscriber waits on its channel's condition
  * variable (gw_channel_poll, gw_channel_wait). A subscriber of several
  * channels has one gw_waiter and attaches it to each of them: the reader then
@@ -33,6 +37,7 @@
 #include <stdint.h>
 
 #include "pipecast/buf.h"
+#include "pipecast/channel.h"
 #include "pipecast/id.h"
 #include "pipecast/url.h"
 
@@ -119,15 +124,33 @@ struct gw_limit {
 };
 
 /*
- * The id: line of an event, "id: <pre><stream id><post>". Without one (NULL)
- * the id is the stream id alone and the ring's bytes are copied unchanged.
+ * How a subscriber's events are written: the id: line, "id: <pre><stream
+ * id><post>" (pre and post may be empty), and with mark_partial the event
+ * name of a `partial` entry, "<event>.partial" ("message.partial" without
+ * one). Without one (NULL) the id is the stream id alone, partial entries are
+ * not marked, and the ring's bytes are copied unchanged (as they are for
+ * every entry whose id and event lines need no rewriting).
  */
 struct gw_idfmt {
     const char *pre;
     size_t prelen;
     const char *post;
     size_t postlen;
+    int mark_partial;
 };
+
+/* The suffix of a marked partial entry's event name ("." is not in the event-name alphabet). */
+#define GW_PARTIAL_SUFFIX ".partial"
+/* Room for a marked name and its NUL. */
+#define GW_PARTIAL_NAME_SIZE (PC_EVENT_MAX + sizeof(GW_PARTIAL_SUFFIX))
+
+/**
+ * The event name that a subscriber with ?partial=mark sees for a `partial`
+ * entry named @p event (NULL: none): "<event>.partial" or "message.partial",
+ * written to @p buf (GW_PARTIAL_NAME_SIZE bytes; @p event is a valid name).
+ * @return buf.
+ */
+const char *gw_partial_name(const char *event, char buf[GW_PARTIAL_NAME_SIZE]);
 
 /** @return nonzero when @p id is beyond @p limit (NULL: no limit). */
 int gw_limit_beyond(const struct gw_limit *limit, const struct pc_id *id);

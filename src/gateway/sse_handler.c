@@ -24,6 +24,11 @@
  * the stream when any of its channels moves. Every event id then names the
  * channel and every cursor, "<index>:<cursor 0>,<cursor 1>,..." (docs/interfaces.md),
  * so one Last-Event-ID resumes every channel.
+ *
+ * ?partial=mark sends an entry whose `partial` field is 1 as event
+ * "<event>.partial" ("message.partial" without an event name); the event=
+ * filter still matches the base name. Ring entries carry the offsets for it
+ * (hub.h), pages are encoded per stream anyway: no entry is encoded twice.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -88,7 +93,8 @@ struct sse_src {
 struct sse_stream {
     struct gw_ctx *gw;
     struct mg_connection *conn;
-    int multi; /* GET /api/events: multi-channel ids and gap data */
+    int multi;        /* GET /api/events: multi-channel ids and gap data */
+    int mark_partial; /* ?partial=mark: partial entries are sent as "<event>.partial" */
     unsigned n;
     struct sse_src *src;
     struct gw_waiter *waiter; /* n > 1 */
@@ -233,6 +239,7 @@ static int st_idfmt(struct sse_stream *st, unsigned k, struct gw_idfmt *f)
     f->prelen = prelen;
     f->post = b->data + prelen;
     f->postlen = b->len - prelen;
+    f->mark_partial = st->mark_partial;
     return STEP_OK;
 }
 
@@ -531,19 +538,34 @@ static int page_entry_ok(struct sse_stream *st, const redisReply *e, const redis
     return 1;
 }
 
-/* Append one page entry as an event, its id: line written by @p fmt (NULL: the stream id). */
+/* The entry's `partial` field is "1": it does not end its line. */
+static int entry_partial(const redisReply *e)
+{
+    const redisReply *p = entry_field(e, "partial", 7);
+
+    return p && p->len == 1 && p->str[0] == '1';
+}
+
+/*
+ * Append one page entry as an event written as @p fmt says (NULL: the stream
+ * id, partial entries not marked).
+ */
 static int st_append_entry(struct sse_stream *st, const struct gw_idfmt *fmt, const redisReply *e,
                            const redisReply *ev, const redisReply *data)
 {
     const char *id = e->element[0]->str;
+    const char *name = ev ? ev->str : NULL;
+    char marked[GW_PARTIAL_NAME_SIZE];
     size_t old = st->out.len;
     int rc;
 
-    if (!fmt)
-        return pc_sse_event(&st->out, id, ev ? ev->str : NULL, data->str, data->len);
+    if (fmt && fmt->mark_partial && entry_partial(e))
+        name = gw_partial_name(name, marked);
+    if (!fmt || (fmt->prelen == 0 && fmt->postlen == 0))
+        return pc_sse_event(&st->out, id, name, data->str, data->len);
     if ((rc = gw_idfmt_line(&st->out, fmt, id, e->element[0]->len)) != 0)
         return rc;
-    rc = pc_sse_event(&st->out, NULL, ev ? ev->str : NULL, data->str, data->len);
+    rc = pc_sse_event(&st->out, NULL, name, data->str, data->len);
     if (rc != 0) {
         st->out.len = old;
         st->out.data[old] = '\0';
@@ -645,6 +667,10 @@ static void stream_run_one(struct sse_stream *st)
     if (st->multi) {
         if (st_idfmt(st, 0, &fmt) != STEP_OK)
             return;
+        f = &fmt;
+    } else if (st->mark_partial) {
+        memset(&fmt, 0, sizeof(fmt)); /* the stream id alone */
+        fmt.mark_partial = 1;
         f = &fmt;
     }
     while (!gw_hub_stopping(st->gw->hub)) {
@@ -972,6 +998,16 @@ static int stream_parse(struct sse_stream *st)
         st->filter.n = (int)occ + 1;
     }
     st->filter.names = st->filter_names;
+    for (size_t occ = 0;; occ++) {
+        n = gw_http_query(conn, "partial", occ, v, sizeof(v));
+        if (n == -1)
+            break;
+        if (n != 4 || memcmp(v, "mark", 4) != 0) {
+            gw_http_quote(v, n > 0 ? (size_t)n : 0, q, sizeof(q));
+            return gw_http_error(conn, gw, 400, NULL, "partial \"%s\": expected mark", q);
+        }
+        st->mark_partial = 1;
+    }
 
     st->tail = tail;
     for (unsigned i = 0; i < st->n; i++) {
