@@ -4,7 +4,7 @@
  *
  *   snapshot the channel set (hub lock, clears dirty)
  *     ├─ channels not set up yet: XREVRANGE key + - COUNT 1 → base_id = last_id
- *     └─ the others: XREAD BLOCK 0 COUNT 512 STREAMS k1 .. kn last1 .. lastn
+ *     └─ the others: XREAD BLOCK 2000 COUNT 512 STREAMS k1 .. kn last1 .. lastn
  *          ├─ entries: encode once (partial ones: note where the data starts),
  *          │           append to the ring, broadcast
  *          ├─ nil: CLIENT UNBLOCK from gw_hub_subscribe/unsubscribe → next round
@@ -31,6 +31,10 @@
 #define HUB_XREAD_COUNT "512"
 #define HUB_ENTRY_MAX (64u << 20) /* largest encoded entry; bigger ones are skipped */
 #define HUB_UNBLOCK_TRIES 4000    /* x 0.5 ms */
+/* XREAD's BLOCK: a backstop only. A change of the channel set wakes the reader
+ * at once with CLIENT UNBLOCK; should that wake fail (control connection lost,
+ * a very loaded box), the new set is still followed within this time. */
+#define HUB_XREAD_BLOCK_MS "2000"
 #define HUB_CONNECT_TIMEOUT_MS 2000
 #define HUB_CTL_CONNECT_TIMEOUT_MS 500
 #define HUB_CTL_CMD_TIMEOUT_MS 1000
@@ -689,12 +693,12 @@ enum gw_poll gw_channel_peek(struct gw_channel *ch, struct pc_id *cursor,
     return (enum gw_poll)rc;
 }
 
-enum gw_poll gw_channel_wait(struct gw_channel *ch, long long deadline_ms)
+enum gw_poll gw_channel_wait(struct gw_channel *ch, long long deadline_ms, int until_ready)
 {
     enum gw_poll rc = GW_POLL_TIMEOUT;
 
     pthread_mutex_lock(&ch->mu);
-    if (!is_stopping(ch->hub) && !ch->bad)
+    if (!is_stopping(ch->hub) && !ch->bad && !(until_ready && ch->ready))
         cond_wait_until(&ch->cond, &ch->mu, deadline_ms);
     if (is_stopping(ch->hub))
         rc = GW_POLL_STOP;
@@ -1153,7 +1157,7 @@ static enum round reader_round(struct gw_hub *h, struct reader *r)
     }
     r->argv[0] = "XREAD";
     r->argv[1] = "BLOCK";
-    r->argv[2] = "0";
+    r->argv[2] = HUB_XREAD_BLOCK_MS;
     r->argv[3] = "COUNT";
     r->argv[4] = HUB_XREAD_COUNT;
     r->argv[5] = "STREAMS";
@@ -1173,7 +1177,7 @@ static enum round reader_round(struct gw_hub *h, struct reader *r)
         return ROUND_LOST;
     }
     switch (rep->type) {
-    case REDIS_REPLY_NIL: /* CLIENT UNBLOCK: the set changed */
+    case REDIS_REPLY_NIL: /* CLIENT UNBLOCK (the set changed) or the backstop timeout */
         break;
     case REDIS_REPLY_ARRAY:
         for (size_t i = 0; i < rep->elements; i++)
@@ -1288,7 +1292,7 @@ void gw_hub_stop(struct gw_hub *h)
 {
     atomic_store(&h->stopping, 1);
     pthread_mutex_lock(&h->mu);
-    /* The reader may sit in XREAD BLOCK 0: make its read return at once. */
+    /* The reader may sit in XREAD BLOCK: make its read return at once. */
     if (h->reader_fd >= 0)
         shutdown(h->reader_fd, SHUT_RDWR);
     pthread_cond_broadcast(&h->reader_cond);

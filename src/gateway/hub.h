@@ -191,10 +191,13 @@ enum gw_poll gw_channel_peek(struct gw_channel *ch, struct pc_id *cursor,
 
 /**
  * Wait until something happens on @p ch (new entries, ring ready, stop) or
- * until @p deadline_ms. @return GW_POLL_STOP when stopping, GW_POLL_BAD when
- * the key is not a stream, else GW_POLL_TIMEOUT.
+ * until @p deadline_ms. With @p until_ready, return at once when the ring is
+ * already set up: the caller saw it not ready before it unlocked, and the
+ * reader may have set it up (and broadcast) since -- checking again under the
+ * lock is what keeps that wakeup from being lost. @return GW_POLL_STOP when
+ * stopping, GW_POLL_BAD when the key is not a stream, else GW_POLL_TIMEOUT.
  */
-enum gw_poll gw_channel_wait(struct gw_channel *ch, long long deadline_ms);
+enum gw_poll gw_channel_wait(struct gw_channel *ch, long long deadline_ms, int until_ready);
 
 /* The waiter of a subscriber of several channels (at most GW_WAITER_MAX). */
 #define GW_WAITER_MAX 64

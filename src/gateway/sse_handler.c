@@ -144,8 +144,11 @@ static int st_ping_if_due(struct sse_stream *st)
     return pc_now_ms() >= st->next_ping ? st_ping(st) : STEP_OK;
 }
 
-/* Wait for anything on the stream's channels until @p until_ms. */
-static int st_wait(struct sse_stream *st, long long until_ms)
+/*
+ * Wait for anything on the stream's channels until @p until_ms; with
+ * @p until_ready (single channel), not at all once its ring is set up.
+ */
+static int st_wait(struct sse_stream *st, long long until_ms, int until_ready)
 {
     enum gw_poll w;
 
@@ -153,7 +156,7 @@ static int st_wait(struct sse_stream *st, long long until_ms)
         gw_waiter_wait(st->waiter, until_ms);
         return gw_hub_stopping(st->gw->hub) ? STEP_DEAD : STEP_OK;
     }
-    w = gw_channel_wait(st->src[0].ch, until_ms);
+    w = gw_channel_wait(st->src[0].ch, until_ms, until_ready);
     if (w == GW_POLL_STOP)
         return STEP_DEAD;
     if (w == GW_POLL_BAD)
@@ -167,7 +170,7 @@ static int st_sleep(struct sse_stream *st, long long until_ms)
     int rc = st_flush(st);
 
     while (rc == STEP_OK && pc_now_ms() < until_ms) {
-        rc = st_wait(st, until_ms < st->next_ping ? until_ms : st->next_ping);
+        rc = st_wait(st, until_ms < st->next_ping ? until_ms : st->next_ping, 0);
         if (rc == STEP_OK)
             rc = st_ping_if_due(st);
     }
@@ -709,7 +712,7 @@ static void stream_run_one(struct sse_stream *st)
             rc = src_fetch_page(st, s, &pos);
             if (rc == 1)
                 rc = src_send_page(st, s, f, NULL) == STEP_OK ? st_flush(st) : STEP_DEAD;
-            else if (rc == 0 && !pos.ready && (rc = st_wait(st, st->next_ping)) == STEP_OK)
+            else if (rc == 0 && !pos.ready && (rc = st_wait(st, st->next_ping, 1)) == STEP_OK)
                 rc = st_ping_if_due(st); /* woken when the ring is set up */
             if (rc != STEP_OK && (rc != STEP_REDIS || st_backoff(st) != STEP_OK))
                 return;
