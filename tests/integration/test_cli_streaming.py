@@ -93,7 +93,7 @@ def main():
     took = time.monotonic() - t0
     check_eq(p.returncode, 0, "pipe of 100000 lines (stderr %r)" % p.stderr)
     ents = r.xrange_all(key)
-    check_eq(len(ents), 100000, "XLEN after 100000 lines")
+    check_eq(len(ents), 100000, "XLEN after 100000 lines (pipe stderr %r)" % p.stderr)
     bad = [i for i, (_, f) in enumerate(ents) if f[b"data"] != b"%d" % (i + 1)]
     check(not bad, "entries out of order / wrong at %s" % bad[:5])
     pctest.log("100000 lines piped in %.2f s" % took)
