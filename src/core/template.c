@@ -693,9 +693,9 @@ static int substitute(const char *elem, const cJSON *params, char *const *values
 /* ------------------------------------------------------------ template sets */
 
 static const char *const config_keys[] = {"templates", "limits_max", NULL};
-static const char *const template_keys[] = {"argv",    "params", "description", "timeout_s",
-                                            "pty",     "env",    "cwd",         "limits",
-                                            "restart", "shell",  "request_env", NULL};
+static const char *const template_keys[] = {
+    "argv",   "params",  "description", "timeout_s",   "pty",         "env", "cwd",
+    "limits", "restart", "shell",       "request_env", "request_cwd", NULL};
 static const char *const restart_keys[] = {"policy", "max_attempts", "backoff_ms", NULL};
 
 static int check_param_decl(const char *tname, const cJSON *p, char *err, size_t errlen)
@@ -833,6 +833,8 @@ static int check_template(const cJSON *t, char *err, size_t errlen)
     if ((c = cJSON_GetObjectItemCaseSensitive(t, "env")) != NULL &&
         (rc = check_env_object(c, where, err, errlen)) != 0)
         return rc;
+    if ((c = cJSON_GetObjectItemCaseSensitive(t, "request_cwd")) != NULL && !cJSON_IsBool(c))
+        return fail(err, errlen, "%s\"request_cwd\": must be true or false", where);
     if ((c = cJSON_GetObjectItemCaseSensitive(t, "request_env")) != NULL) {
         int ok = cJSON_IsBool(c);
         if (cJSON_IsArray(c)) {
@@ -994,6 +996,16 @@ cJSON *pc_tmpl_set_describe(const struct pc_tmpl_set *ts)
             cJSON_AddStringToObject(d, "description",
                                     cJSON_IsString(desc) ? desc->valuestring : "") == NULL)
             goto oom;
+        /* what a request may set besides params (the gateway refuses the rest early) */
+        const cJSON *rcwd = cJSON_GetObjectItemCaseSensitive(t, "request_cwd");
+        const cJSON *renv = cJSON_GetObjectItemCaseSensitive(t, "request_env");
+        cJSON *envd =
+            cJSON_IsArray(renv) ? cJSON_Duplicate(renv, 1) : cJSON_CreateBool(cJSON_IsTrue(renv));
+        if (envd == NULL)
+            goto oom;
+        cJSON_AddItemToObject(d, "request_env", envd);
+        if (cJSON_AddBoolToObject(d, "request_cwd", cJSON_IsTrue(rcwd)) == NULL)
+            goto oom;
         cJSON *ps = cJSON_AddObjectToObject(d, "params");
         if (ps == NULL)
             goto oom;
@@ -1101,8 +1113,33 @@ static int env_denied(const char *name)
                                         "VISUAL",
                                         "PAGER",
                                         "SHELL",
+                                        "PROMPT_COMMAND",
+                                        "MFLAGS",
+                                        "GNUMAKEFLAGS",
+                                        "PYTHONBREAKPOINT",
+                                        "PYTHONUSERBASE",
+                                        "PERL5DB",
+                                        "LUA_INIT",
+                                        "LUA_PATH",
+                                        "LUA_CPATH",
+                                        "CLASSPATH",
+                                        "GEM_HOME",
+                                        "GEM_PATH",
+                                        "BUNDLE_GEMFILE",
+                                        "TMPDIR",
+                                        "SSL_CERT_FILE",
+                                        "SSL_CERT_DIR",
+                                        "http_proxy",
+                                        "https_proxy",
+                                        "HTTP_PROXY",
+                                        "HTTPS_PROXY",
+                                        "ALL_PROXY",
+                                        "all_proxy",
                                         NULL};
-    static const char *const prefixes[] = {"LD_", "MALLOC_", "PIPECAST_", "GIT_", NULL};
+    static const char *const prefixes[] = {"LD_",     "MALLOC_",    "PIPECAST_",   "GIT_",
+                                           "MAKE",    "BASH_FUNC_", "DYLD_",       "SSH_",
+                                           "CARGO_",  "RUSTC",      "NPM_CONFIG_", "npm_config_",
+                                           "DOCKER_", "PYTHONWARN", "LUA_INIT_",   NULL};
     for (int i = 0; exact[i] != NULL; i++)
         if (strcmp(name, exact[i]) == 0)
             return 1;
@@ -1117,7 +1154,7 @@ static int request_env_allowed(const cJSON *tmpl, const char *name, char *err, s
     if (tmpl == NULL)
         return 0; /* any command: the requester controls everything anyway */
     const cJSON *re = cJSON_GetObjectItemCaseSensitive(tmpl, "request_env");
-    if (cJSON_IsFalse(re))
+    if (re == NULL || cJSON_IsFalse(re)) /* least privilege: none unless the template says so */
         return fail(err, errlen, "\"env\": template \"%s\" takes no environment variables",
                     tmpl->string);
     if (cJSON_IsArray(re)) {
@@ -1262,6 +1299,12 @@ int pc_job_plan_build(const struct pc_tmpl_set *ts, int allow_any, const cJSON *
 
     /* cwd, pty, stdin */
     c = cJSON_GetObjectItemCaseSensitive(req, "cwd");
+    if (c != NULL && tmpl != NULL &&
+        !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(tmpl, "request_cwd"))) {
+        rc = fail(err, errlen, "\"cwd\": template \"%s\" does not take a working directory",
+                  tmpl->string);
+        goto out;
+    }
     if (c == NULL && tmpl != NULL)
         c = cJSON_GetObjectItemCaseSensitive(tmpl, "cwd");
     if (c != NULL && (plan->cwd = xstrdup(c->valuestring)) == NULL)

@@ -404,6 +404,8 @@ static int api_channel_delete(struct mg_connection *conn, const struct gw_ctx *g
         return gw_http_error(conn, gw, 404, NULL, "channel \"%s\" not found", name);
     }
     freeReplyObject(r);
+    /* the hub's ring still holds the deleted entries: new subscribers must not replay them */
+    gw_hub_reset_channel(gw->hub, name);
     o = cJSON_CreateObject();
     if (o)
         cJSON_AddTrueToObject(o, "deleted");

@@ -13,6 +13,8 @@
 
 #include "pipecast/log.h"
 
+#include "auth.h"
+
 #ifndef PC_VERSION
 #define PC_VERSION "0.0.0"
 #endif
@@ -30,6 +32,7 @@ enum {
     OPT_RING,
     OPT_MAX_BODY,
     OPT_LOG_LEVEL,
+    OPT_TOKENS,
     OPT_COUNT
 };
 
@@ -48,6 +51,7 @@ static const struct {
     [OPT_RING] = {"--ring", "PIPECAST_RING"},
     [OPT_MAX_BODY] = {"--max-body", "PIPECAST_MAX_BODY"},
     [OPT_LOG_LEVEL] = {"--log-level", "PIPECAST_LOG_LEVEL"},
+    [OPT_TOKENS] = {"--tokens", "PIPECAST_TOKENS_FILE"},
 };
 
 void gw_config_usage(FILE *f)
@@ -70,6 +74,10 @@ void gw_config_usage(FILE *f)
           "  --ring N               entries kept in memory per channel (PIPECAST_RING, 1024)\n"
           "  --max-body BYTES       largest POST body (PIPECAST_MAX_BODY, default 1048576)\n"
           "  --log-level L          debug|info|warn|error (PIPECAST_LOG_LEVEL, default info)\n"
+          "  --tokens FILE          bearer tokens, lines \"<token> <scope>[,<scope>]\" (scopes\n"
+          "                         subscribe, publish, run, admin) (PIPECAST_TOKENS_FILE)\n"
+          "  --insecure-no-auth     allow a non-loopback --listen without --tokens\n"
+          "                         (PIPECAST_INSECURE_NO_AUTH=1)\n"
           "  --help                 this text\n"
           "  --version              print the version\n",
           f);
@@ -200,6 +208,18 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
     unsigned long long n;
 
     memset(cfg, 0, sizeof(*cfg));
+    {
+        const char *e = getenv("PIPECAST_INSECURE_NO_AUTH");
+
+        if (e && *e) {
+            if (strcmp(e, "1") == 0 || strcmp(e, "true") == 0 || strcmp(e, "yes") == 0) {
+                cfg->insecure_no_auth = 1;
+            } else if (strcmp(e, "0") != 0 && strcmp(e, "false") != 0 && strcmp(e, "no") != 0) {
+                seterr(err, errlen, "PIPECAST_INSECURE_NO_AUTH: \"%.50s\": expected 1 or 0", e);
+                return GW_CONFIG_USAGE;
+            }
+        }
+    }
     for (int i = 0; i < OPT_COUNT; i++) {
         const char *e = getenv(options[i].env);
 
@@ -219,6 +239,10 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
         if (strcmp(a, "--version") == 0) {
             printf("pipecast %s\n", PC_VERSION);
             return GW_CONFIG_EXIT;
+        }
+        if (strcmp(a, "--insecure-no-auth") == 0) {
+            cfg->insecure_no_auth = 1;
+            continue;
         }
         for (k = 0; k < OPT_COUNT; k++) {
             size_t nl = strlen(options[k].name);
@@ -342,6 +366,28 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
             BAD(OPT_LOG_LEVEL, "\"%.50s\": expected debug, info, warn or error",
                 val[OPT_LOG_LEVEL]);
         cfg->log_level = l;
+    }
+
+    /* --tokens (read by auth.c), and no open API beyond loopback */
+    if (val[OPT_TOKENS]) {
+        if (strlen(val[OPT_TOKENS]) >= sizeof(cfg->tokens_file))
+            BAD(OPT_TOKENS, "path too long");
+        snprintf(cfg->tokens_file, sizeof(cfg->tokens_file), "%s", val[OPT_TOKENS]);
+    }
+    if (!cfg->tokens_file[0] && !cfg->insecure_no_auth &&
+        !gw_auth_listen_is_loopback(cfg->listen)) {
+        char host[sizeof(cfg->listen)];
+        char *colon;
+
+        snprintf(host, sizeof(host), "%s", cfg->listen);
+        colon = strrchr(host, ':');
+        if (colon)
+            *colon = '\0';
+        seterr(err, errlen,
+               "listening on %s exposes the API: give --tokens FILE, or --insecure-no-auth to "
+               "accept the risk",
+               host);
+        return GW_CONFIG_USAGE;
     }
 #undef BAD
     return GW_CONFIG_OK;

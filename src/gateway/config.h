@@ -25,10 +25,12 @@ struct gw_config {
     char cors_origin[1024];     /* "" = no CORS headers */
     int max_clients;            /* concurrent SSE streams */
     int ping_interval_s;
-    unsigned retry_ms; /* the SSE retry: hint */
-    int ring;          /* entries per channel ring */
-    size_t max_body;   /* POST bodies above -> 413 */
-    int log_level;     /* enum pc_log_level */
+    unsigned retry_ms;             /* the SSE retry: hint */
+    int ring;                      /* entries per channel ring */
+    size_t max_body;               /* POST bodies above -> 413 */
+    int log_level;                 /* enum pc_log_level */
+    char tokens_file[GW_PATH_MAX]; /* "" = no tokens (auth.c) */
+    int insecure_no_auth;          /* --insecure-no-auth: non-loopback listen without tokens */
 };
 
 enum {

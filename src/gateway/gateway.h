@@ -16,6 +16,7 @@
 #include "rpool.h"
 
 struct mg_connection;
+struct gw_auth;
 
 struct gw_ctx {
     const struct gw_config *cfg;
@@ -23,6 +24,7 @@ struct gw_ctx {
     struct gw_hub *hub;
     struct gw_rpool *pool;
     struct gw_jobs *jobs;    /* job API state (jobs_api.c); may be NULL */
+    struct gw_auth *auth;    /* tokens (auth.c); NULL without --tokens */
     atomic_int routes_ready; /* the civetweb request handlers are registered */
 };
 

@@ -377,6 +377,28 @@ static int hub_unref(struct gw_hub *h, struct gw_channel *ch, int wake)
     return 1;
 }
 
+void gw_hub_reset_channel(struct gw_hub *h, const char *name)
+{
+    struct gw_channel *ch = hub_ref(h, name);
+    const struct pc_id zero = {0, 0};
+
+    if (!ch)
+        return;
+    pthread_mutex_lock(&ch->mu);
+    ring_clear(ch);
+    ch->ready = 0;
+    ch->bad = 0;
+    ch->base_id = zero;
+    ch->last_id = zero;
+    pthread_mutex_unlock(&ch->mu);
+    pthread_mutex_lock(&h->mu);
+    h->dirty = 1;
+    pthread_cond_signal(&h->reader_cond);
+    pthread_mutex_unlock(&h->mu);
+    hub_unref(h, ch, 0);
+    hub_wake_reader(h);
+}
+
 const char *gw_channel_key(const struct gw_channel *ch)
 {
     return ch->key;
@@ -809,8 +831,13 @@ static int reader_connect(struct gw_hub *h, struct reader *r, int quiet)
             pc_warn("hub", "%s; retrying", err);
         return -1;
     }
-    /* BLOCK 0 has no timeout: keepalive notices a peer that vanished silently. */
-    redisEnableKeepAlive(r->c);
+    /* BLOCK 0 has no timeout: keepalive notices a peer that vanished silently. TCP only:
+     * on a unix socket it fails and leaves the context in an error state for good. */
+    if (!h->url.is_unix && redisEnableKeepAlive(r->c) != REDIS_OK) {
+        pc_debug("hub", "redis: keepalive: %s", r->c->errstr);
+        r->c->err = 0;
+        r->c->errstr[0] = '\0';
+    }
     rep = redisCommand(r->c, "CLIENT ID");
     if (!rep || rep->type != REDIS_REPLY_INTEGER) {
         pc_warn("hub", "redis: CLIENT ID failed: %s",

@@ -92,6 +92,14 @@ int gw_hub_subscribe_many(struct gw_hub *h, const char *const *names, size_t n,
 /** Drop @p n subscriptions (NULL entries are skipped), waking the reader at most once. */
 void gw_hub_unsubscribe_many(struct gw_hub *h, struct gw_channel **chs, size_t n);
 
+/**
+ * The stream of channel @p name was deleted: if it is followed, drop its ring
+ * and let the reader set it up again from the stream's current state
+ * (subscribers read what they miss from Redis pages, like any cursor before
+ * base_id). No-op when nobody follows the channel.
+ */
+void gw_hub_reset_channel(struct gw_hub *h, const char *name);
+
 /** The stream key of @p ch ("<prefix>:ch:<name>"). */
 const char *gw_channel_key(const struct gw_channel *ch);
 

@@ -1451,6 +1451,41 @@ static void ctl_key(char *dst, size_t len, const struct jreq *q, const char *run
 /* POST /api/jobs                                                            */
 /* ------------------------------------------------------------------------ */
 
+/*
+ * Check @p sp against a runner's declaration @p t of its template: the params,
+ * and "cwd" / "env" only where the template takes them ("request_cwd",
+ * "request_env"; the runner also refuses the variables on its denylist).
+ * @return 0 or -1 with a message.
+ */
+static int tmpl_check(const struct spec *sp, const cJSON *t, char *msg, size_t msglen)
+{
+    char q[160];
+    const cJSON *env = cJSON_GetObjectItemCaseSensitive(sp->norm, "env");
+    const cJSON *renv = cJSON_GetObjectItemCaseSensitive(t, "request_env");
+
+    if (args_check(sp->template, cJSON_GetObjectItemCaseSensitive(t, "params"), sp->args, msg,
+                   msglen) != 0)
+        return -1;
+    if (cJSON_GetObjectItemCaseSensitive(sp->norm, "cwd") &&
+        !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(t, "request_cwd"))) {
+        snprintf(msg, msglen, "cwd: template \"%s\" does not take a working directory",
+                 sp->template);
+        return -1;
+    }
+    for (const cJSON *e = cJSON_IsObject(env) ? env->child : NULL; e; e = e->next) {
+        int ok = cJSON_IsTrue(renv);
+
+        for (const cJSON *n = cJSON_IsArray(renv) ? renv->child : NULL; n && !ok; n = n->next)
+            ok = cJSON_IsString(n) && strcmp(n->valuestring, e->string) == 0;
+        if (!ok) {
+            snprintf(msg, msglen, "env: template \"%s\" does not take \"%s\"", sp->template,
+                     quote(e->string, q, sizeof(q)));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Check the spec against the live runners. @return 0 or the answer set (503/403/400). */
 static int submit_check_runners(struct jreq *q, const struct spec *sp, const struct runners *rs)
 {
@@ -1475,8 +1510,7 @@ static int submit_check_runners(struct jreq *q, const struct spec *sp, const str
         if (!t)
             continue;
         offered++;
-        if (args_check(sp->template, cJSON_GetObjectItemCaseSensitive(t, "params"), sp->args, msg,
-                       sizeof(msg)) == 0)
+        if (tmpl_check(sp, t, msg, sizeof(msg)) == 0)
             return 0;
         if (!first[0])
             snprintf(first, sizeof(first), "%s", msg);
@@ -1496,8 +1530,7 @@ static int runner_takes(const struct runner *r, const struct spec *sp)
     if (!sp->template)
         return runner_any_command(r);
     t = runner_template(r, sp->template);
-    return t && args_check(sp->template, cJSON_GetObjectItemCaseSensitive(t, "params"), sp->args,
-                           msg, sizeof(msg)) == 0;
+    return t && tmpl_check(sp, t, msg, sizeof(msg)) == 0;
 }
 
 /*

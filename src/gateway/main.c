@@ -14,6 +14,7 @@
 #include "pipecast/log.h"
 #include "pipecast/redis.h"
 
+#include "auth.h"
 #include "config.h"
 #include "gateway.h"
 #include "http_util.h"
@@ -52,6 +53,8 @@ static int on_begin_request(struct mg_connection *conn)
 
     if (!gw)
         return 0;
+    if ((ready = gw_auth_check(conn, gw)) != 0)
+        return ready; /* refused, answered (auth.c) */
     ready = atomic_load(&gw->routes_ready);
     if (strcmp(u, "/api") == 0 || strncmp(u, "/api/", 5) == 0) {
         if (ready)
@@ -116,6 +119,20 @@ int main(int argc, char **argv)
         return 2;
     }
     pc_log_init("pipecast-gateway", (enum pc_log_level)cfg.log_level);
+    memset(&gw, 0, sizeof(gw));
+    if (cfg.tokens_file[0]) {
+        gw.auth = gw_auth_load(cfg.tokens_file, err, sizeof(err));
+        if (!gw.auth) {
+            fprintf(stderr, "pipecast-gateway: %s\n", err);
+            return 2;
+        }
+        pc_info("auth", "%zu token(s) from %s", gw_auth_count(gw.auth), cfg.tokens_file);
+    } else if (!gw_auth_listen_is_loopback(cfg.listen)) {
+        pc_warn("auth",
+                "listening on %s without tokens (--insecure-no-auth): anyone who can "
+                "reach it can run jobs",
+                cfg.listen);
+    }
 
     /* Every thread inherits this mask; only sigwait() below takes the signals. */
     signal(SIGPIPE, SIG_IGN);
@@ -125,7 +142,6 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
     gw_metrics_init(&metrics);
-    memset(&gw, 0, sizeof(gw));
     atomic_init(&gw.routes_ready, 0);
     gw.cfg = &cfg;
     gw.metrics = &metrics;
@@ -138,6 +154,7 @@ int main(int argc, char **argv)
         gw_hub_free(gw.hub);
         gw_rpool_free(gw.pool);
         gw_jobs_free(gw.jobs);
+        gw_auth_free(gw.auth);
         return 1;
     }
 
@@ -188,6 +205,7 @@ int main(int argc, char **argv)
         gw_hub_free(gw.hub);
         gw_rpool_free(gw.pool);
         gw_jobs_free(gw.jobs);
+        gw_auth_free(gw.auth);
         mg_exit_library();
         return 1;
     }
@@ -226,6 +244,7 @@ int main(int argc, char **argv)
     gw_hub_free(gw.hub);
     gw_rpool_free(gw.pool);
     gw_jobs_free(gw.jobs);
+    gw_auth_free(gw.auth);
     mg_exit_library();
     pc_info("main", "stopped");
     return 0;

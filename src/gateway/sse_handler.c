@@ -50,6 +50,10 @@
 #define SSE_WRITE_MAX (256u << 10) /* bytes gathered before one mg_write */
 #define SSE_OUT_MAX (80u << 20)    /* hard cap of the output buffer: one huge entry */
 #define SSE_PAGE_COUNT 500u
+/* a page's entries add up to about this many bytes (COUNT adapts to the entries' size) */
+#define SSE_PAGE_BYTES (1u << 20)
+/* COUNT of a source's first page, before any entry size is known */
+#define SSE_PAGE_FIRST 16u
 /* several channels share about SSE_PAGE_COUNT entries read ahead, at least this many each */
 #define SSE_MERGE_PAGE_MIN 16u
 #define SSE_FILTERS_MAX 16
@@ -82,6 +86,9 @@ struct sse_src {
     int live;            /* the last look was served from the ring */
     redisReply *page;    /* entries read from Redis, not all passed yet; page_i is the next one */
     size_t page_i;
+    size_t entry_avg; /* average size of the entries of the last page (0: none read yet) */
+    int gap_sent;     /* a gap up to gap_first was reported: entries before it are known lost */
+    struct pc_id gap_first;
     /* several channels only: */
     char cur_str[PC_ID_STRLEN]; /* cursor as text ("" for 0-0), valid while cur_of == cursor */
     struct pc_id cur_of;
@@ -99,7 +106,8 @@ struct sse_stream {
     struct sse_src *src;
     struct gw_waiter *waiter; /* n > 1 */
     unsigned long long tail;
-    char page_count[16];
+    unsigned page_max; /* COUNT of a page at most */
+    size_t page_bytes; /* what a page of one source should weigh */
     char filter_buf[SSE_FILTERS_MAX][PC_EVENT_MAX + 1];
     const char *filter_names[SSE_FILTERS_MAX];
     struct gw_filter filter;
@@ -347,24 +355,51 @@ static const redisReply *entry_field(const redisReply *e, const char *name, size
 }
 
 /*
- * If entries after @p requested may have been trimmed away, tell the client:
- * `event: gap` with {"requested", "first_available"} (and "channel" on a
+ * Tell the client that entries after @p requested were trimmed away: `event:
+ * gap` with {"requested", "first_available"} (and "channel" on a
  * multi-channel stream; no id: line, so the client's resume point does not
- * move). Redis 7.0 signs: the requested id is before the first retained entry
- * and entries-added exceeds the length.
+ * move).
  */
-static int src_check_gap(struct sse_stream *st, struct sse_src *src, const struct pc_id *requested)
+static int src_send_gap(struct sse_stream *st, struct sse_src *src, const struct pc_id *requested,
+                        const struct pc_id *first_id)
+{
+    char json[PC_CHANNEL_MAX + 192], req[PC_ID_STRLEN], fa[PC_ID_STRLEN];
+
+    pc_id_format(requested, req);
+    pc_id_format(first_id, fa);
+    /* channel names need no JSON escaping ([A-Za-z0-9._:@-]) */
+    if (st->multi)
+        snprintf(json, sizeof(json),
+                 "{\"channel\":\"%s\",\"requested\":\"%s\",\"first_available\":\"%s\"}", src->name,
+                 req, fa);
+    else
+        snprintf(json, sizeof(json), "{\"requested\":\"%s\",\"first_available\":\"%s\"}", req, fa);
+    pc_debug("sse", "%s: gap %s", src->key, json);
+    src->gap_sent = 1;
+    src->gap_first = *first_id;
+    if (pc_sse_event(&st->out, NULL, "gap", json, strlen(json)) != 0)
+        return STEP_FATAL;
+    return st_flush(st);
+}
+
+/*
+ * XINFO STREAM of the source's key: @p first gets the first entry's id (when
+ * there is one, else *has_first is 0) and @p trimmed is set when entries may
+ * have been removed (entries-added exceeds length, or Redis < 7 cannot tell).
+ * A missing key is an empty stream.
+ */
+static int src_xinfo(struct sse_stream *st, struct sse_src *src, struct pc_id *first_id,
+                     int *has_first, int *trimmed)
 {
     const char *argv[3] = {"XINFO", "STREAM", src->key};
     redisReply *r;
     long long length = -1, added = -1;
     const redisReply *first = NULL;
-    struct pc_id first_id;
-    char json[PC_CHANNEL_MAX + 192], req[PC_ID_STRLEN], fa[PC_ID_STRLEN];
     int rc = STEP_OK;
 
-    if (st_flush(st) != STEP_OK)
-        return STEP_DEAD;
+    *has_first = 0;
+    *trimmed = 0;
+
     r = src_command(st, src, 3, argv);
     if (!r)
         return STEP_REDIS;
@@ -388,27 +423,30 @@ static int src_check_gap(struct sse_stream *st, struct sse_src *src, const struc
                 first = v;
         }
     }
+    if (first && entry_id(first, first_id) == 0)
+        *has_first = 1;
     /* Without entries-added (Redis < 7) a trim cannot be ruled out. */
-    if (first && entry_id(first, &first_id) == 0 && pc_id_cmp(requested, &first_id) < 0 &&
-        (added < 0 || length < 0 || added > length)) {
-        pc_id_format(requested, req);
-        pc_id_format(&first_id, fa);
-        /* channel names need no JSON escaping ([A-Za-z0-9._:@-]) */
-        if (st->multi)
-            snprintf(json, sizeof(json),
-                     "{\"channel\":\"%s\",\"requested\":\"%s\",\"first_available\":\"%s\"}",
-                     src->name, req, fa);
-        else
-            snprintf(json, sizeof(json), "{\"requested\":\"%s\",\"first_available\":\"%s\"}", req,
-                     fa);
-        pc_debug("sse", "%s: gap %s", src->key, json);
-        if (pc_sse_event(&st->out, NULL, "gap", json, strlen(json)) != 0)
-            rc = STEP_FATAL;
-        else
-            rc = st_flush(st);
-    }
+    *trimmed = added < 0 || length < 0 || added > length;
     freeReplyObject(r);
     return rc;
+}
+
+/*
+ * If entries after @p requested may have been trimmed away, send `gap`.
+ * Redis 7.0 signs: the requested id is before the first retained entry and
+ * entries-added exceeds the length.
+ */
+static int src_check_gap(struct sse_stream *st, struct sse_src *src, const struct pc_id *requested)
+{
+    struct pc_id first_id;
+    int has_first, trimmed, rc;
+
+    if (st_flush(st) != STEP_OK)
+        return STEP_DEAD;
+    rc = src_xinfo(st, src, &first_id, &has_first, &trimmed);
+    if (rc != STEP_OK || !has_first || !trimmed || pc_id_cmp(requested, &first_id) >= 0)
+        return rc;
+    return src_send_gap(st, src, requested, &first_id);
 }
 
 /* The start point: from=end, tail=N (needs Redis), an explicit id (gap check), or 0-0. */
@@ -478,16 +516,59 @@ static int src_prepare(struct sse_stream *st, struct sse_src *src)
     return rc;
 }
 
+/* COUNT of the next page: about st->page_bytes of entries, judged by the last page. */
+static unsigned src_page_count(const struct sse_stream *st, const struct sse_src *src)
+{
+    size_t n;
+
+    if (src->entry_avg == 0)
+        return st->page_max < SSE_PAGE_FIRST ? st->page_max : SSE_PAGE_FIRST;
+    n = st->page_bytes / src->entry_avg;
+    if (n < 1)
+        n = 1;
+    return n > st->page_max ? st->page_max : (unsigned)n;
+}
+
+/* Note the average size of the entries of page @p r (bytes of ids, fields and values). */
+static void src_note_page_size(struct sse_src *src, const redisReply *r)
+{
+    size_t total = 0;
+
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 2)
+            continue;
+        total += e->element[0]->len + 16;
+        if (e->element[1]->type == REDIS_REPLY_ARRAY)
+            for (size_t j = 0; j < e->element[1]->elements; j++)
+                total += e->element[1]->element[j]->len + 16;
+    }
+    src->entry_avg = r->elements > 0 ? total / r->elements + 1 : src->entry_avg;
+}
+
+/*
+ * The first retained entry and the page, read at one instant: a trim that
+ * removes entries after the cursor between two pages cannot go unnoticed.
+ */
+static const char page_script[] =
+    "local f = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1) "
+    "return {f, redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', ARGV[3])}";
+
 /*
  * Read the page of entries after the cursor into src->page, up to base_id
- * when the ring is ready. @return 1 when the page has entries, 0 when there
- * were none (the cursor then jumps to base_id when known), or a STEP_* error.
+ * when the ring is ready. When the cursor is past 0-0 and the first retained
+ * entry is after it, entries after the cursor may have been trimmed away
+ * since the last page: `gap` goes out first (src_check_gap's signs). @return
+ * 1 when the page has entries, 0 when there were none (the cursor then jumps
+ * to base_id when known), or a STEP_* error.
  */
 static int src_fetch_page(struct sse_stream *st, struct sse_src *src, const struct gw_ring_pos *pos)
 {
-    char start[PC_ID_STRLEN + 1], end[PC_ID_STRLEN];
-    const char *argv[6] = {"XRANGE", src->key, start, end, "COUNT", st->page_count};
-    redisReply *r;
+    char start[PC_ID_STRLEN + 1], end[PC_ID_STRLEN], count[16];
+    const struct pc_id zero = {0, 0};
+    int check = pc_id_cmp(&src->cursor, &zero) != 0;
+    redisReply *r, *page;
     int rc;
 
     /* what is gathered goes out before the stream waits for Redis */
@@ -499,23 +580,59 @@ static int src_fetch_page(struct sse_stream *st, struct sse_src *src, const stru
         pc_id_format(&pos->base_id, end);
     else
         snprintf(end, sizeof(end), "+");
-    r = src_command(st, src, 6, argv);
+    snprintf(count, sizeof(count), "%u", src_page_count(st, src));
+    if (check) {
+        const char *argv[7] = {"EVAL", page_script, "1", src->key, start, end, count};
+
+        r = src_command(st, src, 7, argv);
+    } else {
+        const char *argv[6] = {"XRANGE", src->key, start, end, "COUNT", count};
+
+        r = src_command(st, src, 6, argv);
+    }
     if (!r)
         return STEP_REDIS;
-    if (r->type != REDIS_REPLY_ARRAY) {
+    if (r->type != REDIS_REPLY_ARRAY ||
+        (check && (r->elements != 2 || r->element[0]->type != REDIS_REPLY_ARRAY ||
+                   r->element[1]->type != REDIS_REPLY_ARRAY))) {
         rc = is_wrongtype(r) ? STEP_FATAL : STEP_REDIS;
         freeReplyObject(r);
         return rc;
     }
     pc_backoff_reset(&st->bo);
-    if (r->elements == 0) {
+    page = r;
+    if (check) {
+        const redisReply *f = r->element[0];
+        struct pc_id first_id, xfirst;
+        int has_first, trimmed;
+
+        page = r->element[1];
+        r->element[1] = NULL; /* the page outlives the script's reply */
+        if (f->elements > 0 && entry_id(f->element[0], &first_id) == 0 &&
+            pc_id_cmp(&src->cursor, &first_id) < 0 &&
+            !(src->gap_sent && pc_id_cmp(&first_id, &src->gap_first) <= 0)) {
+            /* the cursor's entry is gone: trimmed (or deleted) since the last page? (not
+             * when the client was already told that everything before first_id is lost) */
+            rc = src_xinfo(st, src, &xfirst, &has_first, &trimmed);
+            if (rc == STEP_OK && trimmed)
+                rc = src_send_gap(st, src, &src->cursor, &first_id);
+            if (rc != STEP_OK) {
+                freeReplyObject(r);
+                freeReplyObject(page);
+                return rc;
+            }
+        }
+        freeReplyObject(r);
+    }
+    if (page->elements == 0) {
         /* Nothing retained between the cursor and base_id: the ring takes over. */
         if (pos->ready && pc_id_cmp(&src->cursor, &pos->base_id) < 0)
             src->cursor = pos->base_id;
-        freeReplyObject(r);
+        freeReplyObject(page);
         return 0;
     }
-    src->page = r;
+    src_note_page_size(src, page);
+    src->page = page;
     src->page_i = 0;
     return 1;
 }
@@ -1132,8 +1249,8 @@ static int stream_serve(struct sse_stream *st)
         unsigned count = SSE_PAGE_COUNT / st->n;
 
         /* a merged stream holds a page per channel: together about one single-channel page */
-        snprintf(st->page_count, sizeof(st->page_count), "%u",
-                 count < SSE_MERGE_PAGE_MIN ? SSE_MERGE_PAGE_MIN : count);
+        st->page_max = count < SSE_MERGE_PAGE_MIN ? SSE_MERGE_PAGE_MIN : count;
+        st->page_bytes = SSE_PAGE_BYTES / st->n;
         pc_backoff_init(&st->bo, 100, 2000);
         st->ping_ms = (long long)gw->cfg->ping_interval_s * 1000;
         st->next_ping = pc_now_ms() + st->ping_ms;

@@ -1,6 +1,9 @@
 /* claim.c -- jobs of runners that died.
  *
- * Every 5 s: XPENDING <prefix>:jobs runners IDLE 10000 - + 100. Entries of a
+ * Every 5 s: XPENDING <prefix>:jobs runners IDLE 10000 <from> + 100, paging on
+ * (from = "(" + the last id seen) up to CLAIM_PAGES pages per period; the next
+ * period resumes where this one stopped, and starts at "-" again once the end
+ * was reached, so every pending entry is looked at eventually. Entries of a
  * consumer whose heartbeat key is gone are XCLAIMed (min-idle 10000, so two
  * runners scanning at once never both get one) and reported: a job that was
  * queued or running on the dead runner becomes `lost` with an `exit` event
@@ -21,6 +24,7 @@
 
 #define CLAIM_IDLE_MS "10000"
 #define CLAIM_COUNT 100
+#define CLAIM_PAGES 10 /* XPENDING pages per scan period */
 #define CLEANUP_EVERY_MS 30000
 #define CONSUMER_IDLE_MS 60000
 
@@ -33,6 +37,7 @@ struct batch {
 };
 
 static void claim_cb(redisAsyncContext *ac, void *r, void *priv);
+static void pending_cb(redisAsyncContext *ac, void *r, void *priv);
 static void exists_cb(redisAsyncContext *ac, void *r, void *priv);
 
 static int claim_send(struct runner *rn, redisCallbackFn *cb, void *priv, int argc,
@@ -144,6 +149,15 @@ static int entry_known(struct runner *rn, const char *id)
     return 0;
 }
 
+static void pending_send(struct runner *rn)
+{
+    char count[16];
+    snprintf(count, sizeof(count), "%d", CLAIM_COUNT);
+    const char *from = rn->claim_from[0] != '\0' ? rn->claim_from : "-";
+    const char *a[] = {"XPENDING", rn->key_jobs, RN_GROUP, "IDLE", CLAIM_IDLE_MS, from, "+", count};
+    claim_send(rn, pending_cb, rn, 8, a);
+}
+
 static void pending_cb(redisAsyncContext *ac, void *r, void *priv)
 {
     struct runner *rn = priv;
@@ -152,15 +166,27 @@ static void pending_cb(redisAsyncContext *ac, void *r, void *priv)
     int nb = 0;
     (void)ac;
     done(rn);
-    if (!rconn_reply_ok(&rn->cmd, reply))
+    rn->claim_pages++;
+    if (!rconn_reply_ok(&rn->cmd, reply)) {
+        rn->claim_from[0] = '\0';
         return;
+    }
     if (reply->type == REDIS_REPLY_ERROR) {
         if (strncmp(reply->str, "NOGROUP", 7) != 0)
             pc_warn("claim", "XPENDING: %s", reply->str);
+        rn->claim_from[0] = '\0';
         return;
     }
     if (reply->type != REDIS_REPLY_ARRAY || rn->stopping)
         return;
+    /* where the next page starts: after the last entry of a full page, else from the start */
+    rn->claim_from[0] = '\0';
+    if (reply->elements >= CLAIM_COUNT) {
+        const redisReply *last = reply->element[reply->elements - 1];
+        if (last->type == REDIS_REPLY_ARRAY && last->elements >= 1 &&
+            last->element[0]->type == REDIS_REPLY_STRING && last->element[0]->len < PC_ID_STRLEN)
+            snprintf(rn->claim_from, sizeof(rn->claim_from), "(%s", last->element[0]->str);
+    }
     for (size_t i = 0; i < reply->elements; i++) {
         const redisReply *e = reply->element[i];
         if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
@@ -195,6 +221,8 @@ static void pending_cb(redisAsyncContext *ac, void *r, void *priv)
             batch_check(batches[k]);
         }
     }
+    if (rn->claim_from[0] != '\0' && rn->claim_pages < CLAIM_PAGES)
+        pending_send(rn);
 }
 
 static void consumers_cb(redisAsyncContext *ac, void *r, void *priv)
@@ -228,10 +256,8 @@ void claim_scan(struct runner *rn)
 {
     if (rn->claim_busy > 0 || !rconn_ready(&rn->cmd))
         return;
-    char count[16];
-    snprintf(count, sizeof(count), "%d", CLAIM_COUNT);
-    const char *a[] = {"XPENDING", rn->key_jobs, RN_GROUP, "IDLE", CLAIM_IDLE_MS, "-", "+", count};
-    claim_send(rn, pending_cb, rn, 8, a);
+    rn->claim_pages = 0;
+    pending_send(rn);
     long long now = pc_now_ms();
     if (now - rn->claim_last >= CLEANUP_EVERY_MS) {
         rn->claim_last = now;

@@ -258,6 +258,19 @@ static int q_event_json(struct job *j, int kind, const char *event, cJSON *obj)
 
 static void job_after_exit(struct job *j);
 
+/* Tell the channel about output lines Redis refused (once it accepts commands again). */
+static void job_note_dropped(struct job *j, int kind)
+{
+    if (!j->have_channel || j->dropped <= j->dropped_noted)
+        return;
+    char msg[160];
+    snprintf(msg, sizeof(msg),
+             "pipecast: %ld output line(s) of this job were dropped: redis refused them",
+             j->dropped);
+    j->dropped_noted = j->dropped;
+    q_event(j, kind, "stderr", msg, strlen(msg), 0);
+}
+
 static void ent_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     struct ent *e = priv;
@@ -277,7 +290,23 @@ static void ent_reply(redisAsyncContext *ac, void *r, void *priv)
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
-        if (++e->attempts < RN_ENTRY_ATTEMPTS) {
+        ++e->attempts;
+        if (e->kind == ENT_EXIT || e->kind == ENT_FINAL || e->kind == ENT_KEEP) {
+            /* never dropped: the job's end must reach Redis before its XACK. Resending goes
+             * through a reconnect, whose backoff (up to 2 s) paces the retries. */
+            if (e->attempts == RN_ENTRY_ATTEMPTS || e->attempts % 30 == 0)
+                pc_error("job",
+                         "job %s: redis refused the job's end %d times (%s); retrying until it "
+                         "accepts it",
+                         j->id, e->attempts, reply->str);
+            else
+                pc_warn("job", "job %s: redis refused a command (%s); resending", j->id,
+                        reply->str);
+            j->q_unsent = j->q_head;
+            rconn_reset(&rn->cmd, NULL);
+            return;
+        }
+        if (e->attempts < RN_ENTRY_ATTEMPTS) {
             pc_warn("job", "job %s: redis refused a command (%s); resending", j->id, reply->str);
             j->q_unsent = j->q_head;
             rconn_reset(&rn->cmd, NULL);
@@ -307,6 +336,8 @@ static void ent_reply(redisAsyncContext *ac, void *r, void *priv)
     default:
         break;
     }
+    if (reply->type != REDIS_REPLY_ERROR && (j->phase == JP_RUN || j->phase == JP_BACKOFF))
+        job_note_dropped(j, ENT_PLAIN);
     if (j->paused)
         job_maybe_resume(j);
     if (rn->total_paused && rn->q_bytes <= RN_TOTAL_Q_BYTES / 2)
@@ -1148,9 +1179,12 @@ static void job_try_exit(struct job *j)
     cJSON_AddNumberToObject(ex, "attempt", j->attempt > 0 ? j->attempt : 1);
     if (j->reason == JR_FAILED && j->error != NULL)
         cJSON_AddStringToObject(ex, "error", j->error);
-    if (j->have_channel)
+    if (j->dropped > 0)
+        cJSON_AddNumberToObject(ex, "lines_dropped", (double)j->dropped);
+    if (j->have_channel) {
+        job_note_dropped(j, ENT_KEEP);
         q_event_json(j, ENT_EXIT, "exit", ex);
-    else {
+    } else {
         cJSON_Delete(ex);
         job_after_exit(j);
     }
@@ -1196,9 +1230,9 @@ static void job_after_exit(struct job *j)
         h[hn++] = "error";
         h[hn++] = j->error;
     }
-    q_cmd(j, ENT_PLAIN, hn, h, NULL);
+    q_cmd(j, ENT_KEEP, hn, h, NULL);
     const char *e[] = {"EXPIRE", j->hkey, ttl};
-    q_cmd(j, ENT_PLAIN, 3, e, NULL);
+    q_cmd(j, ENT_KEEP, 3, e, NULL);
     const char *a[] = {"XACK", rn->key_jobs, RN_GROUP, j->entry_id};
     q_cmd(j, ENT_FINAL, 4, a, NULL);
 }

@@ -40,7 +40,7 @@
 #define RN_TOTAL_Q_BYTES (48u << 20) /* bytes queued over all jobs */
 #define RN_STDIN_MAX (1u << 20)      /* bytes waiting to be written to a job's stdin */
 #define RN_READ_CHUNK (64 * 1024)    /* one read() of a job's pipe */
-#define RN_ENTRY_ATTEMPTS 5          /* an entry Redis refuses this often is dropped (loudly) */
+#define RN_ENTRY_ATTEMPTS 5 /* an output entry Redis refuses this often is dropped (counted) */
 
 struct runner;
 struct job;
@@ -124,6 +124,7 @@ enum ent_kind {
     ENT_RUNNING, /* the "running" transition (a script: 0 = the job was cancelled meanwhile) */
     ENT_EXIT,    /* the exit event */
     ENT_FINAL,   /* the last command of a job (XACK) */
+    ENT_KEEP,    /* like ENT_PLAIN, but never dropped (the final HSET, EXPIRE, notices) */
 };
 
 /* One command for Redis, RESP-encoded, kept until Redis acknowledged it. */
@@ -205,7 +206,8 @@ struct job {
     /* commands for Redis, in order: acknowledged ones leave from the head */
     struct ent *q_head, *q_tail, *q_unsent;
     size_t q_n, q_bytes;
-    long dropped; /* entries Redis kept refusing */
+    long dropped;       /* entries Redis kept refusing (output lines: never `exit` or final HSET) */
+    long dropped_noted; /* ... of which a `stderr` notice already told */
 };
 
 struct job *job_new_queued(struct runner *rn, const char *entry_id, const char *job_id);
@@ -256,8 +258,10 @@ struct runner {
     int ctl_inflight;
     long long ctl_sent_ms;
 
-    int claim_busy;       /* claim commands waiting for replies */
-    long long claim_last; /* last consumer cleanup (monotonic ms) */
+    int claim_busy;                    /* claim commands waiting for replies */
+    long long claim_last;              /* last consumer cleanup (monotonic ms) */
+    char claim_from[PC_ID_STRLEN + 1]; /* XPENDING start of the next page ("" = "-") */
+    int claim_pages;                   /* pages read in this scan period */
 
     size_t q_bytes; /* queued over all jobs */
     int total_paused;

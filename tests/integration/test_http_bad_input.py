@@ -76,7 +76,7 @@ def main():
 
     # huge request line and huge header: a 4xx, not a hang, not a crash
     st = raw_exchange(gw.port, b"GET /api/channels/" + b"a" * 100000 + b" HTTP/1.1\r\n"
-                      b"Host: x\r\n\r\n")
+                      b"Host: localhost\r\n\r\n")
     check(400 <= st < 500, "100 KB request line: status %d" % st)
     gw.check_alive("after a 100 KB request line")
     st = raw_exchange(gw.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 100000
@@ -98,18 +98,18 @@ def main():
     big_ch = pctest.uniq("bigbody")
     pctest.on_exit(lambda: r.delete("pc:ch:" + big_ch))
     body = (b"y" * 1023 + b"\n") * (10 * 1024)
-    head = ("POST /api/channels/%s HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+    head = ("POST /api/channels/%s HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n"
             "Content-Length: %d\r\n\r\n" % (big_ch, len(body))).encode()
     rr = pctest.raw_request(gw.port, head + body, timeout=20)
     check(rr is not None, "no response to a 10 MB POST")
     check_json_error(rr, 413, "10 MB POST")
     check_eq(r.execute("EXISTS", "pc:ch:" + big_ch), 0, "stream created by a rejected 10 MB POST")
     body = b"z" * (1024 * 1024 + 1)
-    head = ("POST /api/channels/%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+    head = ("POST /api/channels/%s HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n"
             % (big_ch, len(body))).encode()
     check_json_error(pctest.raw_request(gw.port, head + body), 413, "POST of 1 MiB + 1 byte")
     body = (b"z" * 1023 + b"\n") * 1024
-    head = ("POST /api/channels/%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+    head = ("POST /api/channels/%s HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n"
             % (big_ch, len(body))).encode()
     rr = pctest.raw_request(gw.port, head + body)
     check(rr is not None and rr.status == 200, "POST of exactly 1 MiB (--max-body): %r" % rr)

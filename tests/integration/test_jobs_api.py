@@ -32,7 +32,8 @@ HB_A = {
         "build": {"description": "Build a directory (A)",
                   "params": {"dir": {"type": "string", "pattern": "^[A-Za-z0-9_./-]+$",
                                      "default": "."}}},
-        "worker": {"description": "A worker",
+        "worker": {"description": "A worker", "request_cwd": True,
+                   "request_env": ["LANG", "X_1"],
                    "params": {"queue": {"type": "string", "pattern": "^[a-z]+$",
                                         "required": True},
                               "n": {"type": "int", "min": 1, "max": 10},
@@ -182,6 +183,15 @@ def main():
     ]
     for spec in ok:
         submit(spec)
+
+    # cwd / env only where the template opts in (the heartbeat says so)
+    for spec, what in (({"template": "build", "cwd": "/tmp"}, "cwd: no request_cwd"),
+                       ({"template": "build", "env": {"A": "1"}}, "env: no request_env"),
+                       ({"template": "worker", "args": {"queue": "abc"},
+                         "env": {"MAKEFLAGS": "x"}}, "env: name not in request_env")):
+        j = check_json_error(post(spec), 400, what)
+        check(("cwd" in j["error"]) if "cwd" in spec else ("env" in j["error"]),
+              "%s: error names the field: %r" % (what, j))
 
     # a full request: everything lands in Redis as docs/jobs.md says
     spec = {"template": "worker", "args": ["queue=abc", "n=3"], "env": {"LANG": "C", "X_1": ""},

@@ -33,8 +33,11 @@ TEMPLATES = {
     "code": {"argv": ["sh", "-c", 'exit "$1"', "sh", "{code}"], "shell": True,
              "params": {"code": {"type": "int", "min": 0, "max": 255, "required": True}}},
     "selfterm": {"argv": ["sh", "-c", "echo before; kill -TERM $$; echo after"], "shell": True},
-    "env": {"argv": ["env"], "env": {"TPL_VAR": "from-template"}},
-    "pwd": {"argv": ["pwd"]},
+    "env": {"argv": ["env"], "env": {"TPL_VAR": "from-template"}, "request_env": ["REQ_VAR"]},
+    "env_any": {"argv": ["env"], "request_env": True},
+    "env_none": {"argv": ["env"]},
+    "pwd": {"argv": ["pwd"], "request_cwd": True},
+    "pwd_fixed": {"argv": ["pwd"], "cwd": "/"},
     "cat": {"argv": ["cat"]},
     "sort": {"argv": ["sort"]},
     "tree": {"argv": ["sh", "-c", "sleep 300 & sleep 300 & wait"], "shell": True},
@@ -568,6 +571,48 @@ def t_queue_injection(s):
         check(not os.path.exists(PWNED), "queue-injected %s ran: %s exists" % (what, PWNED))
 
 
+def t_request_opt_in(s):
+    """Least privilege: a request sets `cwd` / `env` of a template job only where the template
+    opts in ("request_cwd": true, "request_env": [names] or true minus the denylist)."""
+    hb = s.runner.heartbeat().get("templates") or {}
+    check_eq((hb["pwd"].get("request_cwd"), hb["pwd_fixed"].get("request_cwd"),
+              hb["env"].get("request_env"), hb["env_any"].get("request_env"),
+              hb["env_none"].get("request_env")), (True, False, ["REQ_VAR"], True, False),
+             "heartbeat request_cwd / request_env")
+    for spec, what in (({"template": "pwd_fixed", "cwd": DATA_DIR}, "cwd without request_cwd"),
+                       ({"template": "id", "cwd": "/"}, "cwd without request_cwd (no cwd)"),
+                       ({"template": "env_none", "env": {"X": "1"}}, "env without request_env"),
+                       ({"template": "env", "env": {"MAKEFLAGS": "x"}}, "env not listed"),
+                       ({"template": "pwd", "env": {"REQ_VAR": "x"}}, "env on a cwd-only tmpl")):
+        check_eq(refused(s, spec, what), "400", "%s: refused at the gateway" % what)
+    # "request_env": true: any name except the denylist, which the runner enforces
+    for name in ("MAKEFLAGS", "MAKEFILES", "LD_PRELOAD", "PATH"):
+        check_eq(refused(s, {"template": "env_any", "env": {name: "/tmp/x"}}, name), "failed",
+                 "%s on a request_env: true template: failed by the runner" % name)
+    job, es = s.run({"template": "env_any", "env": {"ANY_VAR": "1"}})
+    check_eq(job["status"], "exited", "request_env: true with an ordinary name")
+    check("ANY_VAR=1" in pctest.output_lines(es), "ANY_VAR in the job env")
+    job, es = s.run({"template": "pwd_fixed"})
+    check_eq(pctest.output_lines(es), ["/"], "a template's own cwd")
+    # the runner checks again: requests written straight into the queue
+    for spec, what in (({"template": "pwd_fixed", "cwd": DATA_DIR}, "queue: cwd"),
+                       ({"template": "env_none", "env": {"X": "1"}}, "queue: env"),
+                       ({"template": "env", "env": {"MAKEFILES": "/tmp/x"}}, "queue: env name")):
+        jid = "%016x" % random.getrandbits(64)
+        ch = "job:" + jid
+        now = int(time.time() * 1000)
+        s.r.execute("HSET", "pc:job:" + jid, "id", jid, "status", "queued", "channel", ch,
+                    "spec", json.dumps(spec), "created_ms", now)
+        s.r.execute("ZADD", "pc:jobs:index", now, jid)
+        eid = s.r.xadd("pc:jobs", {"job": jid})
+        s.r.execute("HSET", "pc:job:" + jid, "entry", eid)
+        pctest.wait_for(lambda: pctest.job_hash(s.r, jid).get("status") in pctest.JOB_ENDED,
+                        10 * pctest.SLOW, "the runner to end queue-injected job (%s)" % what)
+        check_eq(pctest.job_hash(s.r, jid).get("status"), "failed", "%s: status" % what)
+        es = pctest.wait_exit_event(s.r, ch, 5)
+        check(not start_of(es), "%s: must not start: %r" % (what, es))
+
+
 def t_argv_refused(s):
     hb = s.runner.heartbeat()
     check_eq(hb.get("allow_any_command"), False, "heartbeat allow_any_command")
@@ -684,8 +729,8 @@ def t_user(_s):
     if os.geteuid() != 0:
         pctest.log("not root: skipping --user")
         return
-    s = pctest.JobSetup({"id": TEMPLATES["id"]}, ["--user", "nobody"])
-    job, es = s.run({"template": "id", "cwd": "/"})
+    s = pctest.JobSetup({"id": dict(TEMPLATES["id"], cwd="/")}, ["--user", "nobody"])
+    job, es = s.run({"template": "id"})
     check_eq((job["status"], pctest.output_lines(es)), ("exited", [str(uid)]),
              "a job of a runner started with --user nobody")
     s.runner.stop()
@@ -715,7 +760,7 @@ GROUPS = {
     "control": ["t_stdin", "t_kill_tree", "t_timeout", "t_timeout_kill", "t_cancel_and_shutdown",
                 "t_runner_sigterm"],
     "limits": ["t_rlimits_applied", "t_limits"],
-    "security": ["t_injection", "t_queue_injection", "t_argv_refused", "t_argv_allowed",
+    "security": ["t_injection", "t_queue_injection", "t_request_opt_in", "t_argv_refused", "t_argv_allowed",
                  "t_user"],
 }
 

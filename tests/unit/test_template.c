@@ -22,7 +22,7 @@ static const char *config_json =
     "              \"jobs\": {\"type\": \"int\", \"min\": 1, \"max\": 64, \"default\": 2},"
     "              \"target\": {\"type\": \"string\"}},"
     "   \"description\": \"Build a directory\", \"timeout_s\": 600,"
-    "   \"env\": {\"LANG\": \"C\", \"CC\": \"gcc\"}, \"cwd\": \"/srv\","
+    "   \"env\": {\"LANG\": \"C\", \"CC\": \"gcc\"}, \"cwd\": \"/srv\", \"request_env\": true,"
     "   \"limits\": {\"cpu_s\": 600, \"as_mb\": 2048, \"nofile\": 1024}},"
     "  \"echo\": {\"argv\": [\"echo\", \"msg={msg}\", \"{flag}\"],"
     "   \"params\": {\"msg\": {\"required\": true, \"pattern\": \"^.*$\"},"
@@ -366,6 +366,10 @@ static void test_injection_inert(void **state)
         "{\"template\": \"build\", \"env\": {\"LD_PRELOAD\": \"/tmp/x.so\"}}",
         "{\"template\": \"build\", \"env\": {\"PATH\": \"/tmp\"}}",
         "{\"template\": \"build\", \"env\": {\"PIPECAST_JOB_ID\": \"x\"}}",
+        "{\"template\": \"build\", \"env\": {\"MAKEFLAGS\": \"x\"}}",
+        "{\"template\": \"build\", \"env\": {\"MAKEFILES\": \"/tmp/x\"}}",
+        "{\"template\": \"build\", \"cwd\": \"/tmp\"}",
+        "{\"template\": \"echo\", \"args\": {\"msg\": \"x\"}, \"env\": {\"A\": \"1\"}}",
     };
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
         if (plan(f, 0, refused[i]) == 0)
