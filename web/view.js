@@ -520,6 +520,13 @@ export class OutputView {
   }
 
   step(dir) {
+    // An explicit "next match" must not depend on how far the background scan got:
+    // finish it now (bounded by the store's line cap).
+    if (this.re && this.scanTo < this.store.end) {
+      if (this.scanTimer) { clearTimeout(this.scanTimer); this.scanTimer = null; }
+      while (this.re && this.scanTo < this.store.end) this.scan();
+      if (this.scanTimer) { clearTimeout(this.scanTimer); this.scanTimer = null; }
+    }
     const n = this.mLine.length;
     if (!this.re || n === 0) { this.updateSearchCount(); return; }
     const prev = this.cur;
