@@ -525,6 +525,8 @@ static int hc_send_request(struct hconn *h, const struct cli_http_url *u, const 
                        "%s",
                        method, u->base, path, ipv6 ? "[" : "", u->host, ipv6 ? "]" : "", u->port,
                        PC_VERSION, headers ? headers : "");
+    if (rc == 0 && u->token[0])
+        rc = pc_buf_printf(&req, "Authorization: Bearer %s\r\n", u->token);
     if (rc == 0 && content_type)
         rc = pc_buf_printf(&req, "Content-Type: %s\r\n", content_type);
     if (rc == 0 &&

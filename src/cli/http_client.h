@@ -29,6 +29,7 @@ struct cli_http_url {
     char port[8];
     char base[512];  /* "" or "/path" without a trailing slash */
     char text[1024]; /* as given, for messages */
+    char token[257]; /* "" or the gateway token sent as "Authorization: Bearer" (max 256) */
 };
 
 struct cli_http_resp {

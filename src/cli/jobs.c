@@ -174,6 +174,7 @@ static void jobs_usage(FILE *f)
           "  --gateway URL        the gateway (env PIPECAST_GATEWAY, default " JOBS_GATEWAY_DEFAULT
           ")\n"
           "  --json               print the gateway's JSON answer\n"
+          "  (env PIPECAST_TOKEN: the token for a gateway started with --tokens)\n"
           "  --log-level L        debug|info|warn|error\n"
           "  --help               show this help\n"
           "\n"
@@ -1256,6 +1257,21 @@ int pc_cli_jobs(int argc, char **argv)
         free(x.env);
         pc_cli_err("%s", x.err);
         return PC_EXIT_USAGE;
+    }
+    /* A gateway started with --tokens wants one (docs/interfaces.md): from the environment
+     * only, so that it never shows in `ps`. */
+    const char *token = getenv("PIPECAST_TOKEN");
+    if (token && *token) {
+        size_t tl = strlen(token);
+        int ok = tl < sizeof(x.url.token);
+        for (size_t i = 0; ok && i < tl; i++)
+            ok = token[i] > 0x20 && token[i] < 0x7f;
+        if (!ok) {
+            free(x.env);
+            pc_cli_err("PIPECAST_TOKEN: invalid token (1-256 printable ASCII characters)");
+            return PC_EXIT_USAGE;
+        }
+        memcpy(x.url.token, token, tl + 1);
     }
 
     if (strcmp(x.sub->name, "submit") == 0) {

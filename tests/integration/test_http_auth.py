@@ -316,12 +316,28 @@ def test_cross_site(port, r, d):
     gw.stop()
 
 
+def test_cli_token(port, r, d):
+    """`pipecast jobs` sends $PIPECAST_TOKEN as a Bearer token."""
+    path = write(d, "tokens-cli", "%s subscribe\n" % TOK["sub"])
+    gw = pctest.Gateway(port, ["--tokens", path])
+    url = "http://127.0.0.1:%d" % gw.port
+    p = pctest.pipecast(["jobs", "ls", "--gateway", url], env={"PIPECAST_TOKEN": ""})
+    check(p.returncode == 1 and b"401" in p.stderr, "jobs ls without a token: %r" % (p,))
+    p = pctest.pipecast(["jobs", "ls", "--gateway", url, "--json"],
+                        env={"PIPECAST_TOKEN": TOK["sub"]})
+    check(p.returncode == 0 and b'"jobs"' in p.stdout, "jobs ls with a token: %r" % (p,))
+    p = pctest.pipecast(["jobs", "ls", "--gateway", url], env={"PIPECAST_TOKEN": "a b"})
+    check(p.returncode == 2 and b"PIPECAST_TOKEN" in p.stderr, "bad PIPECAST_TOKEN: %r" % (p,))
+    gw.stop()
+
+
 def main():
     port = pctest.fixture_redis()
     r = pctest.Redis(port)
     d = tempfile.mkdtemp(prefix="pc-auth-")
     pctest.on_exit(lambda: shutil.rmtree(d, ignore_errors=True))
-    pctest.run_subtests([test_tokens, test_bad_token_files, test_listen, test_cross_site],
+    pctest.run_subtests([test_tokens, test_bad_token_files, test_listen, test_cross_site,
+                         test_cli_token],
                         port, r, d)
 
 
