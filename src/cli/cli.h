@@ -45,6 +45,44 @@ enum pc_cli_opt {
     "  --help               show this help\n"                                                      \
     "  --version            show the version\n"
 
+/* Publishing options shared by `pipe` and `run` (see docs/interfaces.md). */
+enum pc_cli_pub_opt {
+    PC_OPT_MAXLEN = 0x180,
+    PC_OPT_TTL,
+    PC_OPT_MAX_LINE,
+    PC_OPT_FLUSH_MS,
+    PC_OPT_BUFFER_LINES,
+    PC_OPT_RETRY_TIMEOUT,
+};
+
+#define PC_CLI_PUB_LONGOPTS                                                                        \
+    {"maxlen", required_argument, NULL, PC_OPT_MAXLEN},                                            \
+        {"ttl", required_argument, NULL, PC_OPT_TTL},                                              \
+        {"max-line", required_argument, NULL, PC_OPT_MAX_LINE},                                    \
+        {"flush-ms", required_argument, NULL, PC_OPT_FLUSH_MS},                                    \
+        {"buffer-lines", required_argument, NULL, PC_OPT_BUFFER_LINES},                            \
+    {                                                                                              \
+        "retry-timeout", required_argument, NULL, PC_OPT_RETRY_TIMEOUT                             \
+    }
+
+struct pc_cli_pubopts {
+    long long maxlen;        /* MAXLEN ~ N; 0: no trimming */
+    long long ttl;           /* EXPIRE after writes; 0: none */
+    long long max_line;      /* longer lines become partial chunks */
+    long long flush_ms;      /* idle flush of a fragment without newline */
+    long long buffer_lines;  /* unacknowledged lines held at most */
+    long long retry_timeout; /* seconds of retrying an unreachable Redis */
+};
+
+/** The defaults: maxlen 100000, max_line 64 KiB, flush 50 ms, 100000 lines, retry 30 s. */
+void pc_cli_pubopts_init(struct pc_cli_pubopts *o);
+
+/**
+ * Handle option @p opt if it is a publishing option.
+ * @return 1 when handled, 0 when it is not one, or PC_EXIT_USAGE after printing why.
+ */
+int pc_cli_pubopts_option(struct pc_cli_pubopts *o, int opt, const char *arg);
+
 struct pc_cli_common {
     const char *cmd;         /* subcommand name, for messages */
     const char *redis_arg;   /* --redis, or NULL */

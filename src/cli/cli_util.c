@@ -1,5 +1,6 @@
 /* cli_util.c -- option handling shared by the pipecast subcommands. */
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include "pipecast/channel.h"
 #include "pipecast/error.h"
 #include "pipecast/log.h"
+#include "pipecast/splitter.h"
 #include "pipecast/url.h"
 
 #include "cli.h"
@@ -169,4 +171,43 @@ int pc_cli_common_finish(struct pc_cli_common *c, int argc, char **argv, int fir
         return PC_EXIT_USAGE;
     }
     return 0;
+}
+
+void pc_cli_pubopts_init(struct pc_cli_pubopts *o)
+{
+    o->maxlen = 100000;
+    o->ttl = 0;
+    o->max_line = PC_LINE_MAX_DEFAULT;
+    o->flush_ms = 50;
+    o->buffer_lines = 100000;
+    o->retry_timeout = 30;
+}
+
+int pc_cli_pubopts_option(struct pc_cli_pubopts *o, int opt, const char *arg)
+{
+    int rc;
+
+    switch (opt) {
+    case PC_OPT_MAXLEN:
+        rc = pc_cli_parse_ll("--maxlen", arg, 0, LLONG_MAX, &o->maxlen);
+        break;
+    case PC_OPT_TTL:
+        rc = pc_cli_parse_ll("--ttl", arg, 1, INT_MAX, &o->ttl);
+        break;
+    case PC_OPT_MAX_LINE:
+        rc = pc_cli_parse_ll("--max-line", arg, PC_LINE_MAX_MIN, 16LL << 20, &o->max_line);
+        break;
+    case PC_OPT_FLUSH_MS:
+        rc = pc_cli_parse_ll("--flush-ms", arg, 0, 3600000, &o->flush_ms);
+        break;
+    case PC_OPT_BUFFER_LINES:
+        rc = pc_cli_parse_ll("--buffer-lines", arg, 1, 10000000, &o->buffer_lines);
+        break;
+    case PC_OPT_RETRY_TIMEOUT:
+        rc = pc_cli_parse_ll("--retry-timeout", arg, 0, 86400, &o->retry_timeout);
+        break;
+    default:
+        return 0;
+    }
+    return rc != 0 ? rc : 1;
 }

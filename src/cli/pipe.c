@@ -28,16 +28,9 @@
 #include "cli.h"
 #include "publish.h"
 
-#define PIPE_MAX_LINE_MAX (16LL << 20)
-
 struct pipe_opts {
     const char *event;
-    long long maxlen;
-    long long ttl;
-    long long max_line;
-    long long flush_ms;
-    long long buffer_lines;
-    long long retry_timeout;
+    struct pc_cli_pubopts pub;
     int tee;
     int quiet;
 };
@@ -175,13 +168,7 @@ static int pipe_run(struct pipe_ctx *p, const sigset_t *waitmask)
 
 enum {
     OPT_EVENT = PC_OPT_LOCAL,
-    OPT_MAXLEN,
-    OPT_TTL,
     OPT_TEE,
-    OPT_MAX_LINE,
-    OPT_FLUSH_MS,
-    OPT_BUFFER_LINES,
-    OPT_RETRY_TIMEOUT,
 };
 
 static void pipe_usage(FILE *f)
@@ -211,27 +198,20 @@ static int pipe_parse(struct pc_cli_common *com, struct pipe_opts *o, int argc, 
     static const struct option longopts[] = {
         PC_CLI_COMMON_LONGOPTS,
         {"event", required_argument, NULL, OPT_EVENT},
-        {"maxlen", required_argument, NULL, OPT_MAXLEN},
-        {"ttl", required_argument, NULL, OPT_TTL},
+        PC_CLI_PUB_LONGOPTS,
         {"tee", no_argument, NULL, OPT_TEE},
-        {"max-line", required_argument, NULL, OPT_MAX_LINE},
-        {"flush-ms", required_argument, NULL, OPT_FLUSH_MS},
-        {"buffer-lines", required_argument, NULL, OPT_BUFFER_LINES},
-        {"retry-timeout", required_argument, NULL, OPT_RETRY_TIMEOUT},
         {"quiet", no_argument, NULL, 'q'},
         {NULL, 0, NULL, 0},
     };
     int opt, rc;
 
-    o->maxlen = 100000;
-    o->max_line = PC_LINE_MAX_DEFAULT;
-    o->flush_ms = 50;
-    o->buffer_lines = 100000;
-    o->retry_timeout = 30;
+    pc_cli_pubopts_init(&o->pub);
     opterr = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, ":q", longopts, NULL)) != -1) {
         rc = pc_cli_common_option(com, opt, optarg);
+        if (rc == 0)
+            rc = pc_cli_pubopts_option(&o->pub, opt, optarg);
         if (rc == 1)
             continue;
         if (rc != 0)
@@ -245,27 +225,8 @@ static int pipe_parse(struct pc_cli_common *com, struct pipe_opts *o, int argc, 
             }
             o->event = optarg;
             break;
-        case OPT_MAXLEN:
-            rc = pc_cli_parse_ll("--maxlen", optarg, 0, LLONG_MAX, &o->maxlen);
-            break;
-        case OPT_TTL:
-            rc = pc_cli_parse_ll("--ttl", optarg, 1, INT_MAX, &o->ttl);
-            break;
         case OPT_TEE:
             o->tee = 1;
-            break;
-        case OPT_MAX_LINE:
-            rc = pc_cli_parse_ll("--max-line", optarg, PC_LINE_MAX_MIN, PIPE_MAX_LINE_MAX,
-                                 &o->max_line);
-            break;
-        case OPT_FLUSH_MS:
-            rc = pc_cli_parse_ll("--flush-ms", optarg, 0, 3600000, &o->flush_ms);
-            break;
-        case OPT_BUFFER_LINES:
-            rc = pc_cli_parse_ll("--buffer-lines", optarg, 1, 10000000, &o->buffer_lines);
-            break;
-        case OPT_RETRY_TIMEOUT:
-            rc = pc_cli_parse_ll("--retry-timeout", optarg, 0, 86400, &o->retry_timeout);
             break;
         case 'q':
             o->quiet = 1;
@@ -317,17 +278,17 @@ int pc_cli_pipe(int argc, char **argv)
             .url = &com.url,
             .where = com.where,
             .key = com.key,
-            .maxlen = p->o.maxlen,
-            .ttl = p->o.ttl,
-            .buffer_lines = p->o.buffer_lines,
-            .flush_ms = p->o.flush_ms,
-            .retry_timeout = p->o.retry_timeout,
+            .maxlen = p->o.pub.maxlen,
+            .ttl = p->o.pub.ttl,
+            .buffer_lines = p->o.pub.buffer_lines,
+            .flush_ms = p->o.pub.flush_ms,
+            .retry_timeout = p->o.pub.retry_timeout,
         };
         int ev;
 
         p->pub = pc_pub_new(&po);
         ev = p->pub ? pc_pub_event(p->pub, p->o.event) : PC_ENOMEM;
-        p->in = ev >= 0 ? pc_pub_src_new(p->pub, ev, (size_t)p->o.max_line, "stdin") : NULL;
+        p->in = ev >= 0 ? pc_pub_src_new(p->pub, ev, (size_t)p->o.pub.max_line, "stdin") : NULL;
     }
     if (!p->in) {
         pc_cli_err("out of memory");

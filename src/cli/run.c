@@ -46,7 +46,6 @@
 #include "cli.h"
 #include "publish.h"
 
-#define RUN_MAX_LINE_MAX (16LL << 20)
 #define RUN_STDIN_BUF (64 * 1024)
 #define RUN_STDIN_RETRY_MS 500 /* a background job's terminal read fails: try again later */
 #define RUN_KILL_GRACE_MS 1000 /* SIGTERM, then SIGKILL, when we give up */
@@ -57,12 +56,7 @@ struct run_opts {
     const char *channel;
     int pty;
     int quiet;
-    long long maxlen;
-    long long ttl;
-    long long max_line;
-    long long flush_ms;
-    long long buffer_lines;
-    long long retry_timeout;
+    struct pc_cli_pubopts pub;
 };
 
 struct run_ctx {
@@ -577,12 +571,6 @@ static int run_loop(struct run_ctx *r, const sigset_t *waitmask)
 enum {
     OPT_CHANNEL = PC_OPT_LOCAL,
     OPT_PTY,
-    OPT_MAXLEN,
-    OPT_TTL,
-    OPT_MAX_LINE,
-    OPT_FLUSH_MS,
-    OPT_BUFFER_LINES,
-    OPT_RETRY_TIMEOUT,
 };
 
 static void run_usage(FILE *f)
@@ -621,27 +609,20 @@ static int run_parse(struct pc_cli_common *com, struct run_opts *o, int argc, ch
         PC_CLI_COMMON_LONGOPTS,
         {"channel", required_argument, NULL, OPT_CHANNEL},
         {"pty", no_argument, NULL, OPT_PTY},
-        {"maxlen", required_argument, NULL, OPT_MAXLEN},
-        {"ttl", required_argument, NULL, OPT_TTL},
-        {"max-line", required_argument, NULL, OPT_MAX_LINE},
-        {"flush-ms", required_argument, NULL, OPT_FLUSH_MS},
-        {"buffer-lines", required_argument, NULL, OPT_BUFFER_LINES},
-        {"retry-timeout", required_argument, NULL, OPT_RETRY_TIMEOUT},
+        PC_CLI_PUB_LONGOPTS,
         {"quiet", no_argument, NULL, 'q'},
         {NULL, 0, NULL, 0},
     };
     int opt, rc;
 
-    o->maxlen = 100000;
-    o->max_line = PC_LINE_MAX_DEFAULT;
-    o->flush_ms = 50;
-    o->buffer_lines = 100000;
-    o->retry_timeout = 30;
+    pc_cli_pubopts_init(&o->pub);
     opterr = 0;
     optind = 1;
     /* "+": the first non-option starts the command, whose own options are not ours */
     while ((opt = getopt_long(argc, argv, "+:q", longopts, NULL)) != -1) {
         rc = pc_cli_common_option(com, opt, optarg);
+        if (rc == 0)
+            rc = pc_cli_pubopts_option(&o->pub, opt, optarg);
         if (rc == 1)
             continue;
         if (rc != 0)
@@ -652,25 +633,6 @@ static int run_parse(struct pc_cli_common *com, struct run_opts *o, int argc, ch
             break;
         case OPT_PTY:
             o->pty = 1;
-            break;
-        case OPT_MAXLEN:
-            rc = pc_cli_parse_ll("--maxlen", optarg, 0, LLONG_MAX, &o->maxlen);
-            break;
-        case OPT_TTL:
-            rc = pc_cli_parse_ll("--ttl", optarg, 1, INT_MAX, &o->ttl);
-            break;
-        case OPT_MAX_LINE:
-            rc = pc_cli_parse_ll("--max-line", optarg, PC_LINE_MAX_MIN, RUN_MAX_LINE_MAX,
-                                 &o->max_line);
-            break;
-        case OPT_FLUSH_MS:
-            rc = pc_cli_parse_ll("--flush-ms", optarg, 0, 3600000, &o->flush_ms);
-            break;
-        case OPT_BUFFER_LINES:
-            rc = pc_cli_parse_ll("--buffer-lines", optarg, 1, 10000000, &o->buffer_lines);
-            break;
-        case OPT_RETRY_TIMEOUT:
-            rc = pc_cli_parse_ll("--retry-timeout", optarg, 0, 86400, &o->retry_timeout);
             break;
         case 'q':
             o->quiet = 1;
@@ -714,11 +676,11 @@ static int run_setup_pub(struct run_ctx *r)
         .url = &r->com->url,
         .where = r->com->where,
         .key = r->com->key,
-        .maxlen = r->o.maxlen,
-        .ttl = r->o.ttl,
-        .buffer_lines = r->o.buffer_lines,
-        .flush_ms = r->o.flush_ms,
-        .retry_timeout = r->o.retry_timeout,
+        .maxlen = r->o.pub.maxlen,
+        .ttl = r->o.pub.ttl,
+        .buffer_lines = r->o.pub.buffer_lines,
+        .flush_ms = r->o.pub.flush_ms,
+        .retry_timeout = r->o.pub.retry_timeout,
     };
 
     r->pub = pc_pub_new(&po);
@@ -730,11 +692,11 @@ static int run_setup_pub(struct run_ctx *r)
     r->ev_exit = pc_pub_event(r->pub, "exit");
     if (r->ev_start < 0 || r->ev_out < 0 || r->ev_err < 0 || r->ev_exit < 0)
         return PC_ENOMEM;
-    r->src_out = pc_pub_src_new(r->pub, r->ev_out, (size_t)r->o.max_line, "stdout");
+    r->src_out = pc_pub_src_new(r->pub, r->ev_out, (size_t)r->o.pub.max_line, "stdout");
     if (!r->src_out)
         return PC_ENOMEM;
     if (!r->o.pty) {
-        r->src_err = pc_pub_src_new(r->pub, r->ev_err, (size_t)r->o.max_line, "stderr");
+        r->src_err = pc_pub_src_new(r->pub, r->ev_err, (size_t)r->o.pub.max_line, "stderr");
         if (!r->src_err)
             return PC_ENOMEM;
     }
