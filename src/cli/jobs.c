@@ -283,6 +283,24 @@ static void print_raw(const struct cli_http_resp *r)
     }
 }
 
+/*
+ * GET @p path expecting 200. With --json the answer is printed as it came and
+ * *ans stays NULL; otherwise *ans is the parsed answer (the caller frees it).
+ * @return 0, or PC_EXIT_FAIL after printing why.
+ */
+static int gw_get(struct jobs_ctx *x, const char *path, cJSON **ans)
+{
+    struct cli_http_resp r;
+    int rc = gw_call(x, "GET", path, NULL, 200, &r, x->json ? NULL : ans);
+
+    if (rc != 0)
+        return rc;
+    if (x->json)
+        print_raw(&r);
+    cli_http_resp_free(&r);
+    return 0;
+}
+
 /* Append @p s percent-encoded to @p b (query values). */
 static int url_escape(struct pc_buf *b, const char *s)
 {
@@ -805,7 +823,6 @@ static void fmt_exit(const cJSON *o, char *dst, size_t len)
 
 static int cmd_ls(struct jobs_ctx *x)
 {
-    struct cli_http_resp r;
     struct pc_buf path;
     cJSON *ans = NULL;
     const cJSON *jobs, *j;
@@ -835,16 +852,12 @@ static int cmd_ls(struct jobs_ctx *x)
         pc_buf_free(&path);
         return pc_cli_usage_error(&x->com, "ls: options too long");
     }
-    rc = gw_call(x, "GET", path.data, NULL, 200, &r, x->json ? NULL : &ans);
+    rc = gw_get(x, path.data, &ans);
     pc_buf_free(&path);
     if (rc != 0)
         return rc;
-    if (x->json) {
-        print_raw(&r);
-        cli_http_resp_free(&r);
+    if (x->json)
         return PC_EXIT_OK;
-    }
-    cli_http_resp_free(&r);
     jobs = cJSON_GetObjectItemCaseSensitive(ans, "jobs");
     printf("%-16s  %-8s  %-19s  %-6s  %-10s  %s\n", "ID", "STATUS", "CREATED", "EXIT", "TEMPLATE",
            "CHANNEL");
@@ -871,21 +884,16 @@ static int cmd_show(struct jobs_ctx *x, const char *id)
         "id",          "status",  "channel", "session",    "template",   "runner",
         "pid",         "attempt", "argv",    "created_ms", "started_ms", "ended_ms",
         "duration_ms", "code",    "signal",  "reason",     "error"};
-    struct cli_http_resp r;
     char path[64];
     cJSON *ans = NULL;
     int rc;
 
     snprintf(path, sizeof(path), "/api/jobs/%s", id);
-    rc = gw_call(x, "GET", path, NULL, 200, &r, x->json ? NULL : &ans);
+    rc = gw_get(x, path, &ans);
     if (rc != 0)
         return rc;
-    if (x->json) {
-        print_raw(&r);
-        cli_http_resp_free(&r);
+    if (x->json)
         return PC_EXIT_OK;
-    }
-    cli_http_resp_free(&r);
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(ans, fields[i]);
         char buf[32];
@@ -1008,20 +1016,15 @@ static void fmt_num(const cJSON *o, const char *k, char *dst, size_t len)
 
 static int cmd_runners(struct jobs_ctx *x)
 {
-    struct cli_http_resp r;
     cJSON *ans = NULL;
     const cJSON *it;
     int rc;
 
-    rc = gw_call(x, "GET", "/api/runners", NULL, 200, &r, x->json ? NULL : &ans);
+    rc = gw_get(x, "/api/runners", &ans);
     if (rc != 0)
         return rc;
-    if (x->json) {
-        print_raw(&r);
-        cli_http_resp_free(&r);
+    if (x->json)
         return PC_EXIT_OK;
-    }
-    cli_http_resp_free(&r);
     printf("%-24s  %-16s  %-7s  %5s  %7s  %4s  %-8s  %s\n", "ID", "HOST", "PID", "SLOTS", "RUNNING",
            "FREE", "VERSION", "ANY-COMMAND");
     cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(ans, "runners"))
@@ -1044,20 +1047,15 @@ static int cmd_runners(struct jobs_ctx *x)
 
 static int cmd_templates(struct jobs_ctx *x)
 {
-    struct cli_http_resp r;
     cJSON *ans = NULL;
     const cJSON *t;
     int rc;
 
-    rc = gw_call(x, "GET", "/api/templates", NULL, 200, &r, x->json ? NULL : &ans);
+    rc = gw_get(x, "/api/templates", &ans);
     if (rc != 0)
         return rc;
-    if (x->json) {
-        print_raw(&r);
-        cli_http_resp_free(&r);
+    if (x->json)
         return PC_EXIT_OK;
-    }
-    cli_http_resp_free(&r);
     cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(ans, "templates"))
     {
         const char *desc = jstr(t, "description");
