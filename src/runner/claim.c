@@ -28,6 +28,32 @@
 #define CLEANUP_EVERY_MS 30000
 #define CONSUMER_IDLE_MS 60000
 
+/*
+ * XTRIM MINID m, m = the smallest of every group's last-delivered id and its
+ * oldest pending entry: what no consumer still needs. Atomic, so an entry
+ * delivered or claimed meanwhile is never cut. Returns the number trimmed.
+ */
+static const char SCRIPT_TRIM[] =
+    "local function lt(a, b) "
+    "local am, as = string.match(a, '^(%d+)-(%d+)$') "
+    "local bm, bs = string.match(b, '^(%d+)-(%d+)$') "
+    "am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs) "
+    "return am < bm or (am == bm and as < bs) end "
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end "
+    "local min = nil "
+    "for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do "
+    "local name, last = nil, nil "
+    "for i = 1, #g, 2 do "
+    "if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'last-delivered-id' then last = g[i + "
+    "1] end "
+    "end "
+    "if last and (min == nil or lt(last, min)) then min = last end "
+    "local p = redis.call('XPENDING', KEYS[1], name) "
+    "if p[1] > 0 and (min == nil or lt(p[2], min)) then min = p[2] end "
+    "end "
+    "if min == nil or min == '0-0' then return 0 end "
+    "return redis.call('XTRIM', KEYS[1], 'MINID', min)";
+
 struct batch {
     struct runner *rn;
     int del; /* 1: a consumer to delete, 0: entries to claim */
@@ -252,6 +278,21 @@ static void consumers_cb(redisAsyncContext *ac, void *r, void *priv)
     }
 }
 
+static void trim_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct runner *rn = priv;
+    redisReply *reply = r;
+    (void)ac;
+    done(rn);
+    if (!rconn_reply_ok(&rn->cmd, reply))
+        return;
+    if (reply->type == REDIS_REPLY_ERROR)
+        pc_warn("claim", "trimming %s: %s", rn->key_jobs, reply->str);
+    else if (reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
+        pc_debug("claim", "trimmed %lld acknowledged entries from %s", reply->integer,
+                 rn->key_jobs);
+}
+
 void claim_scan(struct runner *rn)
 {
     if (rn->claim_busy > 0 || !rconn_ready(&rn->cmd))
@@ -263,5 +304,7 @@ void claim_scan(struct runner *rn)
         rn->claim_last = now;
         const char *c[] = {"XINFO", "CONSUMERS", rn->key_jobs, RN_GROUP};
         claim_send(rn, consumers_cb, rn, 4, c);
+        const char *t[] = {"EVAL", SCRIPT_TRIM, "1", rn->key_jobs};
+        claim_send(rn, trim_cb, rn, 4, t);
     }
 }
