@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run.sh -- install the dependencies, build the release preset, make sure a Redis is there
-# and run pipecast-gateway in the foreground on http://127.0.0.1:8080/ (Ctrl-C stops it), with a
+# and run pipecast-gateway in the foreground (default http://127.0.0.1:8080/; Ctrl-C stops it), with a
 # pipecast-runner offering the demo job templates of scripts/demo-runner.json
 # (PIPECAST_RUNNER_CONFIG=FILE for your own; PIPECAST_NO_RUNNER=1 for none).
 #
@@ -48,13 +48,26 @@ if [ -z "${PIPECAST_REDIS_URL:-}" ]; then
     export PIPECAST_REDIS_URL=redis://127.0.0.1:6379/0
 fi
 
+# the address the gateway will listen on: --listen A / --listen=A, else $PIPECAST_LISTEN
+LISTEN=${PIPECAST_LISTEN:-127.0.0.1:8080}
+prev=""
+for a in "$@"; do
+    case "$a" in --listen=*) LISTEN=${a#--listen=} ;; esac
+    [ "$prev" = "--listen" ] && LISTEN=$a
+    prev=$a
+done
+case "$LISTEN" in
+    0.0.0.0:*) URL="http://127.0.0.1:${LISTEN##*:}" ;;
+    *) URL="http://$LISTEN" ;;
+esac
+
 cat <<MSG
 
-pipecast-gateway: http://127.0.0.1:8080/   (Redis: $PIPECAST_REDIS_URL)
+pipecast-gateway: $URL/   (Redis: $PIPECAST_REDIS_URL)
 try, in another terminal:
     seq 1 5 | build/release/bin/pipecast pipe demo
-    curl -N http://127.0.0.1:8080/api/channels/demo/events
-    build/release/bin/pipecast jobs submit count n=5 --follow
+    curl -N $URL/api/channels/demo/events
+    build/release/bin/pipecast jobs submit count n=5 --follow --gateway $URL
 
 MSG
 RUNNER=""
