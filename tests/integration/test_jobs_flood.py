@@ -49,7 +49,10 @@ TEMPLATES = {
 
 
 def big(n):
-    s = pctest.JobSetup(TEMPLATES)
+    # awk writes 4 KiB blocks that split lines; a runner starved of CPU for more than --flush-ms
+    # would publish the half line as a `partial` entry (correct, but then entries-added is not
+    # n + 2). A long idle flush keeps this test exact on a loaded machine.
+    s = pctest.JobSetup(TEMPLATES, ["--flush-ms", "5000"])
     ch = pctest.uniq("flood")
     key = pctest.channel_key(ch)
     tag = "x" * 90
