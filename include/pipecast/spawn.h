@@ -12,6 +12,8 @@
 
 #include <sys/types.h>
 
+struct pc_guard;
+
 /* Resource limits; 0 = leave unset. */
 struct pc_limits {
     long cpu_s;  /* RLIMIT_CPU, seconds */
@@ -32,6 +34,12 @@ struct pc_spawn_opts {
     gid_t gid;
     int die_with_parent; /* 1: SIGKILL the child (not its children) when the calling thread
                             exits (PR_SET_PDEATHSIG) */
+    /* Not NULL: the child registers its new process group with this guard before exec
+     * (pc_guard_add), so no process of the group can exist unguarded; on failure pc_spawn
+     * unregisters it. After a success the caller owns the registration: at the end, kill what
+     * is left of the group, pc_guard_del, and only then reap the leader (its zombie keeps the
+     * group id from being reused until then). */
+    const struct pc_guard *guard;
 };
 
 struct pc_proc {

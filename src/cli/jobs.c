@@ -48,6 +48,10 @@
 #define JOBS_FOLLOW_GIVE_UP_MS 60000
 #define JOBS_FINAL_WAIT_MS 3000 /* after `exit`: how long to wait for the final status */
 #define JOBS_STDIN_CHUNK 65536
+#define JOBS_STDIN_CHUNK_MIN 1024
+#define JOBS_STDIN_WAIT_MIN_MS 10  /* 429: first wait before sending again, doubled each time */
+#define JOBS_STDIN_WAIT_MAX_MS 500 /* ... up to this (or the answer's Retry-After) */
+#define STDIN_SMALLER (-1)         /* stdin_post: 413, send smaller pieces */
 #define JOBS_FILE_MAX (16 * 1024 * 1024)
 #define JOBS_ID_LEN 16
 #define JOBS_SESSION_MAX 64
@@ -942,22 +946,50 @@ static int cmd_kill(struct jobs_ctx *x, const char *id)
     return fflush(stdout) == 0 ? PC_EXIT_OK : PC_EXIT_FAIL;
 }
 
-/* POST one piece of stdin. @return 0 or PC_EXIT_FAIL. */
+/*
+ * POST one piece of stdin, all or nothing (docs/jobs.md "Stdin flow control").
+ * 429 (the job's stdin buffer is full: it reads slower than we send) is
+ * waited out and the same bytes sent again: polled with a short backoff,
+ * capped by the answer's Retry-After, so the upload resumes as soon as the
+ * job has read. @return 0 sent, STDIN_SMALLER the gateway wants smaller pieces
+ * (413, and @p len can shrink), or PC_EXIT_FAIL after printing why.
+ */
 static int stdin_post(struct jobs_ctx *x, const char *id, const char *data, size_t len, int eof,
                       unsigned long long *written)
 {
     struct cli_http_resp r;
     char path[96];
-    int rc;
+    int rc, wait_ms = JOBS_STDIN_WAIT_MIN_MS, waited_ms = 0;
 
     snprintf(path, sizeof(path), "/api/jobs/%s/stdin%s", id, eof ? "?eof=1" : "");
-    rc = cli_http_request(&x->url, "POST", path, "application/octet-stream", data, len,
-                          JOBS_HTTP_TIMEOUT_MS, &r, x->err, sizeof(x->err));
-    if (rc != 0)
-        return gw_fail(x, x->err);
+    for (;;) {
+        rc = cli_http_request(&x->url, "POST", path, "application/octet-stream", data, len,
+                              JOBS_HTTP_TIMEOUT_MS, &r, x->err, sizeof(x->err));
+        if (rc != 0)
+            return gw_fail(x, x->err);
+        if (r.status != 429)
+            break;
+        long ra = strtol(r.retry_after, NULL, 10);
+
+        cli_http_resp_free(&r);
+        if (ra > 0 && ra * 1000 < wait_ms)
+            wait_ms = (int)ra * 1000;
+        if (waited_ms / 10000 != (waited_ms + wait_ms) / 10000 || waited_ms == 0)
+            pc_debug("jobs", "job %s: stdin buffer full; sending again in %d ms (%d s waited)", id,
+                     wait_ms, waited_ms / 1000);
+        sleep_ms(wait_ms);
+        waited_ms += wait_ms;
+        wait_ms = wait_ms * 2 < JOBS_STDIN_WAIT_MAX_MS ? wait_ms * 2 : JOBS_STDIN_WAIT_MAX_MS;
+    }
+    if (r.status == 413 && len > JOBS_STDIN_CHUNK_MIN) {
+        cli_http_resp_free(&r);
+        return STDIN_SMALLER;
+    }
     if (r.status != 202) {
         gw_status_fail(x, &r);
         cli_http_resp_free(&r);
+        if (*written > 0)
+            pc_cli_err("job %s: %llu bytes of stdin were written before", id, *written);
         return PC_EXIT_FAIL;
     }
     *written += len;
@@ -965,17 +997,22 @@ static int stdin_post(struct jobs_ctx *x, const char *id, const char *data, size
     return 0;
 }
 
+/*
+ * `jobs stdin ID [--eof] < FILE`: one POST per read, so typed lines reach the
+ * job as they are entered, and any size streams through the job's bounded
+ * buffer in order (stdin_post waits while it is full).
+ */
 static int cmd_stdin(struct jobs_ctx *x, const char *id)
 {
     char *buf = malloc(JOBS_STDIN_CHUNK);
     unsigned long long written = 0;
+    size_t piece = JOBS_STDIN_CHUNK; /* halved on 413 (a small --max-body or stdin_max) */
     int rc = 0;
 
     if (!buf) {
         pc_cli_err("out of memory");
         return PC_EXIT_FAIL;
     }
-    /* One POST per read: typed lines reach the job as they are entered. */
     for (;;) {
         ssize_t n = read(0, buf, JOBS_STDIN_CHUNK);
 
@@ -991,7 +1028,18 @@ static int cmd_stdin(struct jobs_ctx *x, const char *id)
                 rc = stdin_post(x, id, "", 0, 1, &written);
             break;
         }
-        if ((rc = stdin_post(x, id, buf, (size_t)n, 0, &written)) != 0)
+        for (size_t off = 0; rc == 0 && off < (size_t)n;) {
+            size_t k = (size_t)n - off < piece ? (size_t)n - off : piece;
+
+            rc = stdin_post(x, id, buf + off, k, 0, &written);
+            if (rc == STDIN_SMALLER) {
+                piece = k / 2;
+                rc = 0;
+            } else if (rc == 0) {
+                off += k;
+            }
+        }
+        if (rc != 0)
             break;
     }
     free(buf);

@@ -14,6 +14,12 @@
  * away longer than --retry-timeout, the command is killed and we exit 1 with
  * the number of entries not published.
  *
+ * The command's process group is registered with a guard process (guard.h)
+ * while the command runs: if we are killed with SIGKILL, the guard kills the
+ * whole group. Once the command has exited, the group is unregistered (before
+ * the reap: its zombie keeps the id from being reused): what it left running in
+ * the background stays, as it would after a shell.
+ *
  * Signals: SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to the command's
  * process group (it has its own, so a Ctrl-C reaches it only through us);
  * with --pty, SIGWINCH copies our terminal's size to the pty. They are
@@ -37,6 +43,7 @@
 #include "pipecast/buf.h"
 #include "pipecast/channel.h"
 #include "pipecast/error.h"
+#include "pipecast/guard.h"
 #include "pipecast/log.h"
 #include "pipecast/redis.h"
 #include "pipecast/spawn.h"
@@ -90,6 +97,9 @@ struct run_ctx {
 
     int pass_out; /* still copying the command's output to our stdout / stderr */
     int pass_err;
+
+    /* kills the command's process group if we die while it runs */
+    struct pc_guard guard;
 };
 
 /* Signals seen by the handler; the loop acts on them (see run_signals). */
@@ -243,11 +253,16 @@ static int run_exit_code(const struct run_ctx *r)
 
 static void run_reap(struct run_ctx *r)
 {
+    siginfo_t si;
     int st;
     pid_t w;
 
     if (r->reaped)
         return;
+    memset(&si, 0, sizeof(si));
+    if (waitid(P_PID, (id_t)r->proc.pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == 0)
+        return; /* still running */
+    pc_guard_del(&r->guard, r->proc.pid);
     w = waitpid(r->proc.pid, &st, WNOHANG);
     if (w == 0 || (w < 0 && errno == EINTR))
         return;
@@ -281,6 +296,7 @@ static void run_kill(struct run_ctx *r)
     if (!r->reaped) {
         int st;
         pc_proc_kill(&r->proc, SIGKILL);
+        pc_guard_del(&r->guard, r->proc.pid);
         while (waitpid(r->proc.pid, &st, 0) < 0 && errno == EINTR)
             ;
         r->reaped = 1;
@@ -712,6 +728,12 @@ static void run_spawn(struct run_ctx *r)
     so.argv = r->cmd;
     so.use_pty = r->o.pty;
     so.want_stdin = 1;
+    if (pc_guard_start(&r->guard, 1, r->spawn_err, sizeof(r->spawn_err)) != 0)
+        pc_warn("run", "%s: the command's processes would outlive a SIGKILL of pipecast",
+                r->spawn_err);
+    r->spawn_err[0] = '\0';
+    so.guard = r->guard.fd >= 0 ? &r->guard : NULL;
+    so.die_with_parent = 1; /* the leader at once, even without a guard */
     r->t0_ms = pc_now_ms();
     if (pc_spawn(&so, &r->proc, r->spawn_err, sizeof(r->spawn_err)) == 0) {
         r->started = 1;
@@ -755,6 +777,7 @@ int pc_cli_run(int argc, char **argv)
     r->com = &com;
     r->proc.pid = -1;
     r->proc.in_fd = r->proc.out_fd = r->proc.err_fd = -1;
+    pc_guard_init(&r->guard);
     r->pass_out = r->pass_err = 1;
     rc = run_parse(&com, &r->o, argc, argv, &first);
     if (rc != 0) {
@@ -822,6 +845,7 @@ int pc_cli_run(int argc, char **argv)
     sigprocmask(SIG_SETMASK, &oldmask, NULL);
 out:
     pc_proc_close(&r->proc);
+    pc_guard_stop(&r->guard, 1000);
     pc_pub_free(r->pub);
     free(r->ib);
     free(r);

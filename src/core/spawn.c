@@ -14,7 +14,8 @@
  *   ------                          -----
  *   pipes, pty, /dev/null, paths
  *   fork ------------------------>  signals reset, setsid/setpgid,
- *   close child ends                stdio dup2, close fds >= 4,
+ *   close child ends                "add <pgid>" to the guard (if any),
+ *                                   stdio dup2, close fds >= 4,
  *   read(errpipe) <- EOF or rec --  rlimits, setgid/setgroups/setuid, chdir,
  *                                   execve each PATH candidate
  */
@@ -39,6 +40,7 @@
 #include <unistd.h>
 
 #include "pipecast/error.h"
+#include "pipecast/guard.h"
 
 extern char **environ;
 
@@ -245,6 +247,10 @@ static void child_run(struct child_plan *p)
     } else if (setpgid(0, 0) < 0) {
         child_fail(ef, ST_SETPGID, errno);
     }
+    /* Before anything of the group can run: the guard kills it if our parent dies from here on.
+     * A guard that is gone is not our failure; its owner notices and registers us again. */
+    if (o->guard != NULL)
+        (void)pc_guard_add(o->guard, getpid());
 
     /* Move everything above 0..2 first so that no dup2 overwrites a source. */
     ef = move_up(ef);
@@ -511,6 +517,9 @@ int pc_spawn(const struct pc_spawn_opts *o, struct pc_proc *out, char *err, size
             describe(o, &ce, err, errlen);
         else
             snprintf(err, errlen, "child setup: short error report");
+        /* unregistered while its zombie still holds the group id */
+        if (o->guard != NULL)
+            (void)pc_guard_del(o->guard, pid);
         while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
             ;
         rc = got == sizeof(ce) && ce.stage == ST_EXEC && ce.err == ENOENT ? PC_EINVAL : PC_EIO;

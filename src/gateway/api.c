@@ -30,6 +30,7 @@
 #include "gateway.h"
 #include "http_util.h"
 #include "jobs_api.h"
+#include "sessions.h"
 
 #define API_LIST_DEFAULT 100
 #define API_LIST_MAX 1000
@@ -37,6 +38,7 @@
 #define API_PUB_BATCH 256  /* XADDs in flight per round trip */
 #define API_PUB_MAXLEN "100000"
 #define API_READ_CHUNK (64 * 1024)
+#define API_READ_SMALL 4096
 
 static const char ALLOW_CHANNELS[] = "Allow: GET, OPTIONS\r\n";
 static const char ALLOW_CHANNEL[] = "Allow: GET, POST, DELETE, OPTIONS\r\n";
@@ -498,13 +500,20 @@ static int pub_entry(void *privdata, const char *data, size_t len, int partial)
 /* Read the whole body into @p body (at most its max). @return 0, 413 or 400. */
 static int read_body(struct mg_connection *conn, struct pc_buf *body)
 {
-    char *chunk = malloc(API_READ_CHUNK);
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    char small[API_READ_SMALL], *chunk = small;
+    size_t size = sizeof(small);
     int rc = 0;
 
+    /* most bodies are small: no 64 KiB allocation for them */
+    if (!ri || ri->content_length < 0 || ri->content_length > (long long)sizeof(small)) {
+        chunk = malloc(API_READ_CHUNK);
+        size = API_READ_CHUNK;
+    }
     if (!chunk)
         return 500;
     for (;;) {
-        int n = mg_read(conn, chunk, API_READ_CHUNK);
+        int n = mg_read(conn, chunk, size);
 
         if (n == 0)
             break;
@@ -517,7 +526,8 @@ static int read_body(struct mg_connection *conn, struct pc_buf *body)
             break;
         }
     }
-    free(chunk);
+    if (chunk != small)
+        free(chunk);
     return rc;
 }
 
@@ -580,6 +590,15 @@ static int api_publish(struct mg_connection *conn, const struct gw_ctx *gw, cons
     gw_rpool_put(gw->pool, p.c, p.broken);
     gw_metrics_add(&gw->metrics->published, p.published);
 
+    if (!p.status) {
+        /* the common answer, written directly (ids are digits and '-': nothing to escape) */
+        char json[64 + PC_ID_STRLEN];
+        int jl = snprintf(json, sizeof(json), "{\"published\":%llu,\"last_id\":%s%s%s}",
+                          p.published, p.published ? "\"" : "", p.published ? p.last_id : "null",
+                          p.published ? "\"" : "");
+
+        return gw_http_send(conn, gw, 200, "application/json", NULL, json, (size_t)jl);
+    }
     o = cJSON_CreateObject();
     if (o) {
         if (p.status)
@@ -626,6 +645,12 @@ static int decode_channel(struct mg_connection *conn, const struct gw_ctx *gw, c
     return 0;
 }
 
+/* The end of an SSE stream (gw_sse_end_cb): its channels are no longer watched. */
+static void sse_unwatch(struct gw_ctx *gw, void *arg)
+{
+    gw_sessions_unwatch(gw->sessions, arg);
+}
+
 int gw_api_handler(struct mg_connection *conn, void *cbdata)
 {
     struct gw_ctx *gw = cbdata;
@@ -633,6 +658,7 @@ int gw_api_handler(struct mg_connection *conn, void *cbdata)
     const char *uri = ri->local_uri ? ri->local_uri : "";
     char name[PC_CHANNEL_MAX + 1], key[PC_KEY_MAX];
     const char *rest, *slash;
+    struct gw_watch *watch;
     size_t seglen;
     int rc;
 
@@ -642,7 +668,10 @@ int gw_api_handler(struct mg_connection *conn, void *cbdata)
             return preflight(conn, gw, ALLOW_EVENTS);
         if (!method_is(ri, "GET"))
             return not_allowed(conn, gw, ALLOW_EVENTS, ri);
-        return gw_sse_handle_multi(gw, conn);
+        /* an open stream is activity of the sessions of its channels (sessions.c); the
+         * stream outlives this request: it unwatches when it ends */
+        watch = gw_sessions_watch_query(gw->sessions, conn);
+        return gw_sse_handle_multi(gw, conn, sse_unwatch, watch);
     }
     if (gw_jobs_api_match(uri))
         return gw_jobs_api_handle(conn, gw);
@@ -682,8 +711,12 @@ int gw_api_handler(struct mg_connection *conn, void *cbdata)
     if (pc_key_channel(key, sizeof(key), gw->cfg->prefix, name) < 0)
         return gw_http_error(conn, gw, 400, NULL, "channel \"%s\": invalid name", name);
 
-    if (slash)
-        return gw_sse_handle(gw, conn, name);
+    if (slash) {
+        const char *names[1] = {name};
+
+        watch = gw_sessions_watch(gw->sessions, names, 1); /* as above */
+        return gw_sse_handle(gw, conn, name, sse_unwatch, watch);
+    }
     if (method_is(ri, "GET"))
         return api_channel_get(conn, gw, name, key);
     if (method_is(ri, "DELETE"))

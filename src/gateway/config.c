@@ -33,6 +33,9 @@ enum {
     OPT_MAX_BODY,
     OPT_LOG_LEVEL,
     OPT_TOKENS,
+    OPT_SESSION_GRACE,
+    OPT_HTTP_THREADS,
+    OPT_SSE_WRITERS,
     OPT_COUNT
 };
 
@@ -52,6 +55,9 @@ static const struct {
     [OPT_MAX_BODY] = {"--max-body", "PIPECAST_MAX_BODY"},
     [OPT_LOG_LEVEL] = {"--log-level", "PIPECAST_LOG_LEVEL"},
     [OPT_TOKENS] = {"--tokens", "PIPECAST_TOKENS_FILE"},
+    [OPT_SESSION_GRACE] = {"--session-channel-grace", "PIPECAST_SESSION_CHANNEL_GRACE"},
+    [OPT_HTTP_THREADS] = {"--http-threads", "PIPECAST_HTTP_THREADS"},
+    [OPT_SSE_WRITERS] = {"--sse-writers", "PIPECAST_SSE_WRITERS"},
 };
 
 void gw_config_usage(FILE *f)
@@ -69,6 +75,10 @@ void gw_config_usage(FILE *f)
           "                         <install>/share/pipecast/web, or ./web)\n"
           "  --cors-origin ORIGIN   send Access-Control-Allow-Origin (PIPECAST_CORS_ORIGIN)\n"
           "  --max-clients N        concurrent SSE streams (PIPECAST_MAX_CLIENTS, default 1000)\n"
+          "  --http-threads N       civetweb worker threads, all started up front; live SSE\n"
+          "                         streams do not hold one (PIPECAST_HTTP_THREADS, default 32)\n"
+          "  --sse-writers N        threads that write to live SSE streams (PIPECAST_SSE_WRITERS,\n"
+          "                         default: the number of CPUs, at most 4)\n"
           "  --ping-interval S      SSE keep-alive comment period (PIPECAST_PING_INTERVAL, 15)\n"
           "  --retry-ms MS          SSE retry: hint (PIPECAST_RETRY_MS, default 2000)\n"
           "  --ring N               entries kept in memory per channel (PIPECAST_RING, 1024)\n"
@@ -78,6 +88,8 @@ void gw_config_usage(FILE *f)
           "                         subscribe, publish, run, admin) (PIPECAST_TOKENS_FILE)\n"
           "  --insecure-no-auth     allow a non-loopback --listen without --tokens\n"
           "                         (PIPECAST_INSECURE_NO_AUTH=1)\n"
+          "  --session-channel-grace S  TTL given to the channel streams of an idle session's\n"
+          "                         jobs when it expires (PIPECAST_SESSION_CHANNEL_GRACE, 300)\n"
           "  --help                 this text\n"
           "  --version              print the version\n",
           f);
@@ -334,6 +346,20 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
                 GW_MAX_CLIENTS_LIMIT);
         cfg->max_clients = (int)n;
     }
+    cfg->http_threads = 32;
+    if (val[OPT_HTTP_THREADS]) {
+        if (parse_num(val[OPT_HTTP_THREADS], 4, GW_HTTP_THREADS_LIMIT, &n) != 0)
+            BAD(OPT_HTTP_THREADS, "\"%.50s\": expected a number 4-%d", val[OPT_HTTP_THREADS],
+                GW_HTTP_THREADS_LIMIT);
+        cfg->http_threads = (int)n;
+    }
+    cfg->sse_writers = 0; /* main.c: the number of CPUs, at most 4 */
+    if (val[OPT_SSE_WRITERS]) {
+        if (parse_num(val[OPT_SSE_WRITERS], 1, GW_SSE_WRITERS_LIMIT, &n) != 0)
+            BAD(OPT_SSE_WRITERS, "\"%.50s\": expected a number 1-%d", val[OPT_SSE_WRITERS],
+                GW_SSE_WRITERS_LIMIT);
+        cfg->sse_writers = (int)n;
+    }
     cfg->ping_interval_s = 15;
     if (val[OPT_PING]) {
         if (parse_num(val[OPT_PING], 1, 3600, &n) != 0)
@@ -366,6 +392,13 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
             BAD(OPT_LOG_LEVEL, "\"%.50s\": expected debug, info, warn or error",
                 val[OPT_LOG_LEVEL]);
         cfg->log_level = l;
+    }
+
+    cfg->session_channel_grace_s = 300;
+    if (val[OPT_SESSION_GRACE]) {
+        if (parse_num(val[OPT_SESSION_GRACE], 1, 604800, &n) != 0)
+            BAD(OPT_SESSION_GRACE, "\"%.50s\": expected seconds 1-604800", val[OPT_SESSION_GRACE]);
+        cfg->session_channel_grace_s = (int)n;
     }
 
     /* --tokens (read by auth.c), and no open API beyond loopback */

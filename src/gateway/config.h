@@ -13,7 +13,9 @@
 #include "pipecast/channel.h"
 #include "pipecast/url.h"
 
-#define GW_MAX_CLIENTS_LIMIT 20000
+#define GW_MAX_CLIENTS_LIMIT 100000
+#define GW_HTTP_THREADS_LIMIT 10000
+#define GW_SSE_WRITERS_LIMIT 16 /* GW_LISTEN_GROUPS_MAX */
 #define GW_PATH_MAX 4096
 
 struct gw_config {
@@ -24,6 +26,8 @@ struct gw_config {
     char web_root[GW_PATH_MAX]; /* absolute; "" when no web root was found */
     char cors_origin[1024];     /* "" = no CORS headers */
     int max_clients;            /* concurrent SSE streams */
+    int http_threads;           /* civetweb num_threads */
+    int sse_writers;            /* fanout writer threads; 0 = by CPU count */
     int ping_interval_s;
     unsigned retry_ms;             /* the SSE retry: hint */
     int ring;                      /* entries per channel ring */
@@ -31,6 +35,7 @@ struct gw_config {
     int log_level;                 /* enum pc_log_level */
     char tokens_file[GW_PATH_MAX]; /* "" = no tokens (auth.c) */
     int insecure_no_auth;          /* --insecure-no-auth: non-loopback listen without tokens */
+    int session_channel_grace_s;   /* TTL of an expired session's job channels (sessions.c) */
 };
 
 enum {

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 
 #include "config.h"
+#include "fanout.h"
 #include "hub.h"
 #include "jobs_api.h"
 #include "metrics.h"
@@ -17,25 +18,38 @@
 
 struct mg_connection;
 struct gw_auth;
+struct gw_sessions;
 
 struct gw_ctx {
     const struct gw_config *cfg;
     struct gw_metrics *metrics;
     struct gw_hub *hub;
     struct gw_rpool *pool;
-    struct gw_jobs *jobs;    /* job API state (jobs_api.c); may be NULL */
-    struct gw_auth *auth;    /* tokens (auth.c); NULL without --tokens */
-    atomic_int routes_ready; /* the civetweb request handlers are registered */
+    struct gw_jobs *jobs;         /* job API state (jobs_api.c); may be NULL */
+    struct gw_auth *auth;         /* tokens (auth.c); NULL without --tokens */
+    struct gw_sessions *sessions; /* session idle expiry (sessions.c); may be NULL */
+    atomic_int routes_ready;      /* the civetweb request handlers are registered */
+    struct gw_fanout *fanout;     /* live SSE streams (fanout.h); NULL: streams keep a worker */
+    atomic_int sse_on_workers;    /* SSE streams that hold a civetweb worker (socket not taken) */
+    int worker_streams_max;       /* ... at most this many: the other workers serve the rest */
 };
 
 /* Checkout timeout for the pool, in milliseconds. */
 #define GW_POOL_WAIT_MS 2000
 
+/*
+ * Called exactly once when an SSE stream has ended, on whatever thread ends
+ * it: a stream outlives its request (sse_handler.c, fanout.h). May be NULL.
+ */
+typedef void (*gw_sse_end_cb)(struct gw_ctx *gw, void *arg);
+
 /* The SSE endpoint, GET /api/channels/<channel>/events (sse_handler.c). @return the status. */
-int gw_sse_handle(struct gw_ctx *gw, struct mg_connection *conn, const char *channel);
+int gw_sse_handle(struct gw_ctx *gw, struct mg_connection *conn, const char *channel,
+                  gw_sse_end_cb end, void *end_arg);
 
 /* Several channels on one stream, GET /api/events?channel=a&channel=b (sse_handler.c). */
-int gw_sse_handle_multi(struct gw_ctx *gw, struct mg_connection *conn);
+int gw_sse_handle_multi(struct gw_ctx *gw, struct mg_connection *conn, gw_sse_end_cb end,
+                        void *end_arg);
 
 /* civetweb request handlers (api.c); cbdata is the struct gw_ctx. */
 int gw_api_handler(struct mg_connection *conn, void *cbdata);

@@ -46,6 +46,21 @@ int gw_http_parse_uint(const char *s, unsigned long long max, unsigned long long
  */
 void gw_http_quote(const char *s, size_t len, char *dst, size_t dstlen);
 
+/*
+ * Take the client socket of @p conn from civetweb, for a response that
+ * outlives the request (SSE). civetweb 1.15 has no call that gives the socket
+ * away: its descriptor is read from the connection (the layout of civetweb
+ * 1.15's struct mg_connection, public fields first) and accepted only when
+ * getpeername()/getsockname() match the request's remote and server
+ * address. A new descriptor keeps the socket; a fresh unconnected socket
+ * takes the old descriptor's number (dup2), so what civetweb does when the
+ * handler returns (shutdown, close) hits that placeholder, not the client.
+ * Keep-alive is disabled. @return the descriptor (non-blocking, close-on-exec;
+ * the caller closes it), or -1: civetweb keeps the connection (unexpected
+ * layout, TLS, no descriptors left).
+ */
+int gw_http_take_socket(struct mg_connection *conn);
+
 /* The CORS header lines for responses ("" when --cors-origin is not set). */
 void gw_http_cors_headers(const struct gw_ctx *gw, char *dst, size_t dstlen);
 

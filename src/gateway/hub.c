@@ -85,6 +85,10 @@ struct gw_channel {
     struct ring_entry *ring; /* circular: entry i (0 = oldest) is ring[(head + i) % cap] */
     size_t cap, head, count, bytes;
     struct watch *watchers; /* waiters of multi-channel subscribers */
+    struct {
+        struct gw_listener *head; /* live subscribers of one group (fanout writer) */
+        int queued;               /* the group was told and has not looked yet */
+    } live[GW_LISTEN_GROUPS_MAX];
 };
 
 struct gw_hub {
@@ -108,6 +112,9 @@ struct gw_hub {
 
     pthread_mutex_t ctl_mu; /* the control connection, for CLIENT UNBLOCK */
     redisContext *ctl;
+
+    gw_listen_cb listen_cb; /* set before any listener exists, then read-only */
+    void *listen_arg;
 };
 
 /* One channel in the reader's snapshot. */
@@ -181,12 +188,21 @@ static int is_stopping(const struct gw_hub *h)
 /* Wake whoever waits for @p ch: its subscribers and the attached waiters. Channel lock held. */
 static void channel_notify(struct gw_channel *ch)
 {
+    const struct gw_hub *h = ch->hub;
+
     pthread_cond_broadcast(&ch->cond);
     for (struct watch *wt = ch->watchers; wt; wt = wt->next) {
         pthread_mutex_lock(&wt->w->mu);
         wt->w->fired |= wt->bit;
         pthread_cond_signal(&wt->w->cond);
         pthread_mutex_unlock(&wt->w->mu);
+    }
+    /* live subscribers: one call per group, however many entries arrive before it looks */
+    for (unsigned g = 0; h->listen_cb && g < GW_LISTEN_GROUPS_MAX; g++) {
+        if (ch->live[g].head && !ch->live[g].queued) {
+            ch->live[g].queued = 1;
+            h->listen_cb(h->listen_arg, g, ch);
+        }
     }
 }
 
@@ -527,6 +543,13 @@ void gw_hub_unsubscribe(struct gw_hub *h, struct gw_channel *ch)
         hub_unref(h, ch, 1);
 }
 
+void gw_hub_unsubscribe_nowake(struct gw_hub *h, struct gw_channel *ch)
+{
+    /* the reader may XREAD the key once more; it finds no channel for what it reads */
+    if (ch)
+        hub_unref(h, ch, 0);
+}
+
 void gw_hub_unsubscribe_many(struct gw_hub *h, struct gw_channel **chs, size_t n)
 {
     int removed = 0;
@@ -536,6 +559,69 @@ void gw_hub_unsubscribe_many(struct gw_hub *h, struct gw_channel **chs, size_t n
             removed += hub_unref(h, chs[i], 0);
     if (removed)
         hub_wake_reader(h);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Live listeners                                                            */
+/* ------------------------------------------------------------------------ */
+
+void gw_hub_set_listen_cb(struct gw_hub *h, gw_listen_cb cb, void *arg)
+{
+    /* before gw_hub_start(): the reader thread is created after, and reads it unlocked */
+    h->listen_cb = cb;
+    h->listen_arg = arg;
+}
+
+int gw_channel_listen(struct gw_channel *ch, struct gw_listener *l, unsigned group)
+{
+    int first;
+
+    pthread_mutex_lock(&ch->mu);
+    first = ch->live[group].head == NULL;
+    l->group = group;
+    l->prev = NULL;
+    l->next = ch->live[group].head;
+    if (l->next)
+        l->next->prev = l;
+    ch->live[group].head = l;
+    pthread_mutex_unlock(&ch->mu);
+    return first;
+}
+
+int gw_channel_unlisten(struct gw_channel *ch, struct gw_listener *l)
+{
+    unsigned g = l->group;
+    int rc = 0;
+
+    pthread_mutex_lock(&ch->mu);
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        ch->live[g].head = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    l->prev = l->next = NULL;
+    if (!ch->live[g].head) {
+        rc |= GW_UNLISTEN_LAST;
+        if (ch->live[g].queued)
+            rc |= GW_UNLISTEN_QUEUED;
+        ch->live[g].queued = 0;
+    }
+    pthread_mutex_unlock(&ch->mu);
+    return rc;
+}
+
+void gw_channel_notified(struct gw_channel *ch, unsigned group)
+{
+    pthread_mutex_lock(&ch->mu);
+    ch->live[group].queued = 0;
+    pthread_mutex_unlock(&ch->mu);
+}
+
+struct gw_listener *gw_channel_listeners(struct gw_channel *ch, unsigned group)
+{
+    /* only the group's owner changes the list (under the lock) and walks it: no lock needed */
+    return ch->live[group].head;
 }
 
 int gw_idfmt_line(struct pc_buf *out, const struct gw_idfmt *f, const char *id, size_t idlen)
@@ -627,57 +713,74 @@ static int channel_state(struct gw_channel *ch, const struct pc_id *cursor, stru
     return -1;
 }
 
+/*
+ * One look into the ring for a subscriber (channel lock held): append what
+ * passes the filter after @p cursor, up to @p soft_max. @return -1 when there
+ * was nothing to send and the caller may wait, else the result; *n entries
+ * were appended, *drained tells that everything up to last_id was examined.
+ */
+static int channel_take(struct gw_channel *ch, struct pc_id *cursor, const struct gw_filter *filter,
+                        const struct gw_idfmt *fmt, const struct gw_limit *limit,
+                        struct pc_buf *out, size_t soft_max, size_t *n, int *drained,
+                        struct gw_ring_pos *pos)
+{
+    int st = channel_state(ch, cursor, pos), full = 0, failed = 0, limited = 0;
+    size_t i;
+
+    *drained = 0;
+    if (st >= 0)
+        return st;
+    for (i = ring_find_after(ch, cursor); i < ch->count; i++) {
+        struct ring_entry *e = ring_at(ch, i);
+
+        if (gw_limit_beyond(limit, &e->id)) {
+            limited = 1;
+            break;
+        }
+        if (gw_filter_match(filter, e->event)) {
+            if (out->len > 0 && out->len + e->sse_len > soft_max) {
+                full = 1;
+                break;
+            }
+            if (ring_entry_append(out, e, fmt) != 0) {
+                /* retry with an empty buffer, unless it already was */
+                full = out->len > 0;
+                failed = !full;
+                break;
+            }
+            (*n)++;
+        }
+        *cursor = e->id;
+    }
+    /* Everything up to last_id was examined: skipped entries are passed too. */
+    if (i == ch->count) {
+        *drained = 1;
+        if (pc_id_cmp(cursor, &ch->last_id) < 0)
+            *cursor = ch->last_id;
+    }
+    if (*n > 0 || full)
+        return GW_POLL_DATA;
+    if (failed) /* the next entry did not fit into an empty buffer */
+        return GW_POLL_ERROR;
+    if (limited)
+        return GW_POLL_TIMEOUT;
+    return -1;
+}
+
 enum gw_poll gw_channel_poll(struct gw_channel *ch, struct pc_id *cursor,
                              const struct gw_filter *filter, const struct gw_idfmt *fmt,
                              const struct gw_limit *limit, struct pc_buf *out, size_t soft_max,
                              long long deadline_ms, size_t *nsent, struct gw_ring_pos *pos)
 {
-    enum gw_poll rc;
+    int rc, drained;
     size_t n = 0;
 
     pthread_mutex_lock(&ch->mu);
     for (;;) {
-        int st = channel_state(ch, cursor, pos), full = 0, failed = 0, limited = 0;
-        size_t i;
-
-        if (st >= 0) {
-            rc = (enum gw_poll)st;
+        rc = channel_take(ch, cursor, filter, fmt, limit, out, soft_max, &n, &drained, pos);
+        if (rc >= 0)
             break;
-        }
-        for (i = ring_find_after(ch, cursor); i < ch->count; i++) {
-            struct ring_entry *e = ring_at(ch, i);
-
-            if (gw_limit_beyond(limit, &e->id)) {
-                limited = 1;
-                break;
-            }
-            if (gw_filter_match(filter, e->event)) {
-                if (out->len > 0 && out->len + e->sse_len > soft_max) {
-                    full = 1;
-                    break;
-                }
-                if (ring_entry_append(out, e, fmt) != 0) {
-                    /* retry with an empty buffer, unless it already was */
-                    full = out->len > 0;
-                    failed = !full;
-                    break;
-                }
-                n++;
-            }
-            *cursor = e->id;
-        }
-        /* Everything up to last_id was examined: skipped entries are passed too. */
-        if (i == ch->count && pc_id_cmp(cursor, &ch->last_id) < 0)
-            *cursor = ch->last_id;
-        if (n > 0 || full) {
-            rc = GW_POLL_DATA;
-            break;
-        }
-        if (failed) { /* the next entry did not fit into an empty buffer */
-            rc = GW_POLL_ERROR;
-            break;
-        }
-        if (limited || pc_now_ms() >= deadline_ms) {
+        if (pc_now_ms() >= deadline_ms) {
             rc = GW_POLL_TIMEOUT;
             break;
         }
@@ -685,7 +788,29 @@ enum gw_poll gw_channel_poll(struct gw_channel *ch, struct pc_id *cursor,
     }
     pthread_mutex_unlock(&ch->mu);
     *nsent = n;
-    return rc;
+    return (enum gw_poll)rc;
+}
+
+void gw_channel_lock(struct gw_channel *ch)
+{
+    pthread_mutex_lock(&ch->mu);
+}
+
+void gw_channel_unlock(struct gw_channel *ch)
+{
+    pthread_mutex_unlock(&ch->mu);
+}
+
+enum gw_poll gw_channel_take_locked(struct gw_channel *ch, struct pc_id *cursor,
+                                    const struct gw_filter *filter, const struct gw_idfmt *fmt,
+                                    struct pc_buf *out, size_t soft_max, size_t *nsent,
+                                    int *drained, struct gw_ring_pos *pos)
+{
+    size_t n = 0;
+    int rc = channel_take(ch, cursor, filter, fmt, NULL, out, soft_max, &n, drained, pos);
+
+    *nsent = n;
+    return rc < 0 ? GW_POLL_TIMEOUT : (enum gw_poll)rc;
 }
 
 enum gw_poll gw_channel_peek(struct gw_channel *ch, struct pc_id *cursor,

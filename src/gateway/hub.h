@@ -89,6 +89,12 @@ void gw_hub_unsubscribe(struct gw_hub *h, struct gw_channel *ch);
 int gw_hub_subscribe_many(struct gw_hub *h, const char *const *names, size_t n,
                           struct gw_channel **out);
 
+/**
+ * Drop a subscription without waking the reader (it re-reads its channel set
+ * at its next round): for threads that must not wait for Redis.
+ */
+void gw_hub_unsubscribe_nowake(struct gw_hub *h, struct gw_channel *ch);
+
 /** Drop @p n subscriptions (NULL entries are skipped), waking the reader at most once. */
 void gw_hub_unsubscribe_many(struct gw_hub *h, struct gw_channel **chs, size_t n);
 
@@ -187,6 +193,20 @@ enum gw_poll gw_channel_poll(struct gw_channel *ch, struct pc_id *cursor,
                              const struct gw_limit *limit, struct pc_buf *out, size_t soft_max,
                              long long deadline_ms, size_t *nsent, struct gw_ring_pos *pos);
 
+/*
+ * For a thread that serves many subscribers of one channel (fanout.c): take
+ * the channel lock once, then gw_channel_take_locked() for each of them
+ * (gw_channel_poll without waiting; *drained is set when the subscriber has
+ * seen everything up to the reader's position, so that only new entries can
+ * give it more), then unlock. Keep the lock short: the reader waits for it.
+ */
+void gw_channel_lock(struct gw_channel *ch);
+void gw_channel_unlock(struct gw_channel *ch);
+enum gw_poll gw_channel_take_locked(struct gw_channel *ch, struct pc_id *cursor,
+                                    const struct gw_filter *filter, const struct gw_idfmt *fmt,
+                                    struct pc_buf *out, size_t soft_max, size_t *nsent,
+                                    int *drained, struct gw_ring_pos *pos);
+
 /**
  * Look into the ring without sending or waiting: move @p cursor past the
  * entries that @p filter rejects and report the id of the next one that
@@ -206,6 +226,44 @@ enum gw_poll gw_channel_peek(struct gw_channel *ch, struct pc_id *cursor,
  * stopping, GW_POLL_BAD when the key is not a stream, else GW_POLL_TIMEOUT.
  */
 enum gw_poll gw_channel_wait(struct gw_channel *ch, long long deadline_ms, int until_ready);
+
+/*
+ * Live listeners: a subscriber served by a fanout writer thread (fanout.h)
+ * instead of a thread of its own. Each writer is a group; a listener is linked
+ * into its channel's list for its group. When the channel has news (entries,
+ * ring ready or reset, bad key, stop) and the group is not already told, the
+ * hub marks the group queued and calls the listen callback (under the channel
+ * lock: it must only queue and wake). The writer then calls
+ * gw_channel_notified() before it looks, so that later news calls again.
+ * Only the group's owner thread adds, removes and walks its listeners.
+ */
+#define GW_LISTEN_GROUPS_MAX 16
+
+struct gw_listener {
+    struct gw_listener *prev, *next;
+    unsigned group;
+};
+
+typedef void (*gw_listen_cb)(void *arg, unsigned group, struct gw_channel *ch);
+
+/** Set the listen callback (once, before gw_hub_start()). */
+void gw_hub_set_listen_cb(struct gw_hub *h, gw_listen_cb cb, void *arg);
+
+/** Link @p l into @p ch for @p group. @return 1 when it is the group's first listener there. */
+int gw_channel_listen(struct gw_channel *ch, struct gw_listener *l, unsigned group);
+
+/* Bits returned by gw_channel_unlisten(). */
+#define GW_UNLISTEN_LAST 1   /* the group has no listener left on the channel */
+#define GW_UNLISTEN_QUEUED 2 /* ... and a callback was made that the group has not taken yet */
+
+/** Unlink @p l. @return GW_UNLISTEN_* bits (the queued mark is cleared). */
+int gw_channel_unlisten(struct gw_channel *ch, struct gw_listener *l);
+
+/** The group took the callback for @p ch: further news calls it again. */
+void gw_channel_notified(struct gw_channel *ch, unsigned group);
+
+/** The first listener of @p group on @p ch (group owner only; follow ->next). */
+struct gw_listener *gw_channel_listeners(struct gw_channel *ch, unsigned group);
 
 /* The waiter of a subscriber of several channels (at most GW_WAITER_MAX). */
 #define GW_WAITER_MAX 64

@@ -6,6 +6,9 @@
  *   DELETE /api/jobs/<id>[?signal=TERM|KILL|INT|HUP]  kill (cancel while queued)
  *   POST   /api/jobs/<id>/stdin[?eof=1]              write the body to the job's stdin
  *   DELETE /api/sessions/<s>                         kill every queued/running job of a session
+ *   GET    /api/sessions/<s>                         idle expiry, activity, job counts
+ *   PUT    /api/sessions/<s>                         {"idle_s": N|null}: set or drop idle expiry
+ *   POST   /api/sessions/<s>/touch                   activity (refresh the idle expiry)
  *   GET    /api/runners                              live runners (heartbeats + "free")
  *   GET    /api/templates                            templates of the live runners, merged
  *
@@ -15,6 +18,7 @@
  *   pc:job:<id>        hash     state; written here at submit, then by the runner
  *   pc:jobs:index      zset     score = created ms, member = id   (listing)
  *   pc:session:<s>     set      the job ids of a session
+ *   pc:sessions:*      session idle expiry: meta hash, expiry and watched zsets (sessions.h)
  *   pc:runner:<r>      string   heartbeat JSON with EX 15         (liveness, templates)
  *   pc:ctl:<r>         stream   control messages to runner r      (kill, stdin, eof)
  *
@@ -49,6 +53,7 @@
 
 #include "gateway.h"
 #include "http_util.h"
+#include "sessions.h"
 
 #define JOBS_LIST_DEFAULT 100
 #define JOBS_LIST_MAX 1000
@@ -56,6 +61,7 @@
 #define JOBS_LIST_EXAMINE 10000   /* index entries looked at per list request at most */
 #define JOBS_INDEX_KEEP "-100001" /* ZREMRANGEBYRANK 0 this: keep the newest 100000 */
 #define JOBS_CTL_MAXLEN "10000"
+#define JOBS_STDIN_MAX_DEFAULT "1048576"
 #define JOBS_SESSION_JOBS_MAX 100000 /* jobs of one session handled per request */
 #define JOBS_RUNNERS_MAX 1024
 #define JOBS_SCAN_ROUNDS 1000
@@ -82,11 +88,13 @@
 static const char ALLOW_JOBS[] = "Allow: GET, POST, OPTIONS\r\n";
 static const char ALLOW_JOB[] = "Allow: GET, DELETE, OPTIONS\r\n";
 static const char ALLOW_STDIN[] = "Allow: POST, OPTIONS\r\n";
-static const char ALLOW_SESSION[] = "Allow: DELETE, OPTIONS\r\n";
+static const char ALLOW_SESSION[] = "Allow: GET, PUT, DELETE, OPTIONS\r\n";
+static const char ALLOW_TOUCH[] = "Allow: POST, OPTIONS\r\n";
 static const char ALLOW_GET[] = "Allow: GET, OPTIONS\r\n";
 
 static const char *const job_statuses[] = {"queued",  "running", "exited", "killed",
                                            "timeout", "failed",  "lost"};
+#define JOBS_STATUS_COUNT (sizeof(job_statuses) / sizeof(job_statuses[0]))
 
 /* ------------------------------------------------------------------------ */
 /* Request context and answers                                               */
@@ -451,9 +459,10 @@ static int json_precheck(const char *s, size_t len, char *msg, size_t msglen)
     return 0;
 }
 
-static const char *const spec_keys[] = {"template", "args", "argv",  "channel",
-                                        "session",  "env",  "cwd",   "timeout_s",
-                                        "stdin",    "pty",  "limits"};
+/* session_idle_s is the gateway's (sessions.c): it is not part of the spec the runner sees */
+static const char *const spec_keys[] = {"template", "args", "argv",   "channel",
+                                        "session",  "env",  "cwd",    "timeout_s",
+                                        "stdin",    "pty",  "limits", "session_idle_s"};
 enum {
     K_TEMPLATE,
     K_ARGS,
@@ -466,6 +475,7 @@ enum {
     K_STDIN,
     K_PTY,
     K_LIMITS,
+    K_SESSION_IDLE,
     K_COUNT
 };
 
@@ -477,6 +487,7 @@ struct spec {
     const cJSON *args;                  /* norm's "args": an object of strings, or NULL */
     char channel[PC_CHANNEL_MAX + 1];   /* "" = the default channel */
     char session[JOBS_SESSION_MAX + 1]; /* "" = none */
+    long long session_idle_s;           /* 0 = not given */
 };
 
 /* A string of 0..max bytes (already NUL-free, see json_precheck). */
@@ -715,7 +726,7 @@ static int spec_parse(const char *s, size_t len, struct spec *sp, char *msg, siz
         if (k == K_COUNT) {
             snprintf(msg, msglen,
                      "unknown key \"%s\" (allowed: template, args, argv, channel, session, env, "
-                     "cwd, timeout_s, stdin, pty, limits)",
+                     "cwd, timeout_s, stdin, pty, limits, session_idle_s)",
                      quote(it->string, q, sizeof(q)));
             goto fail;
         }
@@ -809,12 +820,23 @@ static int spec_parse(const char *s, size_t len, struct spec *sp, char *msg, siz
     }
     if (item[K_LIMITS] && check_limits(item[K_LIMITS], msg, msglen) != 0)
         goto fail;
+    if (item[K_SESSION_IDLE]) {
+        if (json_int(item[K_SESSION_IDLE], 1, GW_SESSION_IDLE_MAX, &sp->session_idle_s) != 0) {
+            snprintf(msg, msglen, "session_idle_s: expected an integer 1-%d (seconds)",
+                     GW_SESSION_IDLE_MAX);
+            goto fail;
+        }
+        if (!sp->session[0]) {
+            snprintf(msg, msglen, "session_idle_s: only with \"session\"");
+            goto fail;
+        }
+    }
 
     /* The normalized spec: known keys in a fixed order, args as an object of strings. */
     for (int k = K_ARGV; k < K_COUNT; k++) {
         cJSON *d;
 
-        if (!item[k])
+        if (!item[k] || k == K_SESSION_IDLE)
             continue;
         d = cJSON_Duplicate(item[k], 1);
         if (!d || !cJSON_AddItemToObject(norm, spec_keys[k], d)) {
@@ -1448,6 +1470,82 @@ static void ctl_key(char *dst, size_t len, const struct jreq *q, const char *run
 }
 
 /* ------------------------------------------------------------------------ */
+/* Session activity (sessions.h)                                             */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Touch @p session (a valid name): @p idle_s > 0 also sets its idle expiry,
+ * @p revive starts an expired one again. @return GW_TOUCH_*, or -2 with the
+ * answer set (Redis failed).
+ */
+static int session_touch(struct jreq *q, const char *session, long long idle_s, int revive)
+{
+    struct gw_session_touch t;
+    struct cmd m = {0};
+    redisReply *r;
+    int rc;
+
+    gw_session_touch_prepare(&t, q->gw->cfg->prefix, session, idle_s, revive, pc_wall_ms());
+    for (int i = 0; i < t.argc; i++)
+        cmd_arg(&m, t.argv[i], t.len[i]);
+    r = jcmd(q, &m);
+    if (!r) {
+        junavail(q);
+        return -2;
+    }
+    if (r->type != REDIS_REPLY_INTEGER || r->integer < GW_TOUCH_EXPIRED ||
+        r->integer > GW_TOUCH_OK) {
+        jreply_error(q, "session touch", r);
+        freeReplyObject(r);
+        return -2;
+    }
+    rc = (int)r->integer;
+    freeReplyObject(r);
+    return rc;
+}
+
+/*
+ * A request named @p session (listing, stdin, kill): refresh its idle expiry,
+ * if it has one. Best effort: the answer already set is left as it is.
+ */
+static void session_activity(struct jreq *q, const char *session)
+{
+    struct jreq t = *q;
+    int rc;
+
+    t.json = NULL; /* failures write into the copy's answer, never into q's */
+    rc = session_touch(&t, session, 0, 0);
+    cJSON_Delete(t.json);
+    q->c = t.c;
+    q->broken = t.broken;
+    if (rc == -2)
+        pc_debug("jobs", "session \"%s\": activity not recorded: %s", session, t.msg);
+}
+
+/* The same for the session of job @p id, if it has one. */
+static void job_session_activity(struct jreq *q, const char *id)
+{
+    char key[JOBS_KEY_MAX], session[JOBS_SESSION_MAX + 1];
+    struct cmd m = {0};
+    redisReply *r;
+
+    job_key(key, sizeof(key), q, id);
+    cmd_str(&m, "HGET");
+    cmd_str(&m, key);
+    cmd_str(&m, "session");
+    r = jcmd(q, &m);
+    if (!r)
+        return;
+    session[0] = '\0';
+    if (r->type == REDIS_REPLY_STRING && r->len <= JOBS_SESSION_MAX &&
+        session_valid(r->str, r->len))
+        memcpy(session, r->str, r->len + 1);
+    freeReplyObject(r);
+    if (session[0])
+        session_activity(q, session);
+}
+
+/* ------------------------------------------------------------------------ */
 /* POST /api/jobs                                                            */
 /* ------------------------------------------------------------------------ */
 
@@ -1631,10 +1729,24 @@ static int submit_write(struct jreq *q, const struct spec *sp, const char *id, c
     jappend(q, &m);
     nq++;
     if (sp->session[0]) {
+        struct gw_session_touch t;
+
         memset(&m, 0, sizeof(m));
         cmd_str(&m, "SADD");
         cmd_str(&m, skey);
         cmd_str(&m, id);
+        jappend(q, &m);
+        nq++;
+        /* a submit is activity, and starts an expired session again: no TTL under the new job */
+        memset(&m, 0, sizeof(m));
+        cmd_str(&m, "PERSIST");
+        cmd_str(&m, skey);
+        jappend(q, &m);
+        nq++;
+        gw_session_touch_prepare(&t, prefix, sp->session, sp->session_idle_s, 1, pc_wall_ms());
+        memset(&m, 0, sizeof(m));
+        for (int i = 0; i < t.argc; i++)
+            cmd_arg(&m, t.argv[i], t.len[i]);
         jappend(q, &m);
         nq++;
     }
@@ -2281,6 +2393,8 @@ static int job_list(struct jreq *q)
     } else {
         cJSON_AddNullToObject(root, "next_cursor");
     }
+    if (session[0])
+        session_activity(q, session);
     return jok(q, 200, root);
 }
 
@@ -2448,6 +2562,134 @@ static int job_delete(struct jreq *q, const char *id)
     return jok(q, 202, o);
 }
 
+/*
+ * POST /api/jobs/<id>/stdin in one step (docs/jobs.md "Stdin flow control"):
+ * check that the job still runs on runner ARGV[1] with its stdin open, reserve
+ * the body in stdin_accepted while stdin_accepted - stdin_written -
+ * stdin_dropped (bytes accepted, not yet written by the runner) stays within
+ * the runner's stdin_max, and queue the control messages, data before eof,
+ * tagged with the credit and the attempt. One script: nothing is reserved
+ * without its message, two gateways never both take the last room, and an
+ * eof closes stdin for every gateway at once.
+ *   KEYS: job hash, control stream of the runner
+ *   ARGV: runner, job id, data, eof (1/0), stdin_max when the hash has none, MAXLEN
+ * @return {"ok", pending} | {"gone"} | {"status", s} | {"runner", r} | {"closed", why}
+ *       | {"big", max} | {"full", pending, max}
+ */
+static const char SCRIPT_STDIN[] =
+    "local h = redis.call('HMGET', KEYS[1], 'status', 'runner', 'attempt', 'stdin_closed', "
+    "'stdin_max', 'stdin_accepted', 'stdin_written', 'stdin_dropped') "
+    "if not h[1] then return {'gone'} end "
+    "if h[1] ~= 'running' then return {'status', h[1]} end "
+    "if h[2] ~= ARGV[1] then return {'runner', h[2] or ''} end "
+    "if h[4] then return {'closed', h[4]} end "
+    "local n = string.len(ARGV[3]) "
+    "local max = tonumber(h[5]) or tonumber(ARGV[5]) "
+    "local pend = (tonumber(h[6]) or 0) - (tonumber(h[7]) or 0) - (tonumber(h[8]) or 0) "
+    "if n > max then return {'big', tostring(max)} end "
+    "if pend + n > max then return {'full', tostring(pend), tostring(max)} end "
+    "local att = h[3] or '' "
+    "if n > 0 then "
+    "  redis.call('HINCRBY', KEYS[1], 'stdin_accepted', n) "
+    "  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'type', 'stdin', 'job', ARGV[2], "
+    "             'data', ARGV[3], 'credit', tostring(n), 'attempt', att) "
+    "end "
+    "if ARGV[4] == '1' then "
+    "  redis.call('HSET', KEYS[1], 'stdin_closed', 'eof') "
+    "  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'type', 'eof', 'job', ARGV[2], "
+    "             'attempt', att) "
+    "end "
+    "return {'ok', tostring(pend + n)}";
+
+/* Why stdin_closed says stdin is closed, for a 409. */
+static const char *stdin_closed_text(const char *why)
+{
+    if (strcmp(why, "eof") == 0)
+        return "eof was sent";
+    if (strcmp(why, "closed") == 0)
+        return "the job closed it";
+    if (strcmp(why, "ended") == 0)
+        return "the job's process ended";
+    if (strcmp(why, "lost") == 0)
+        return "the job's runner was lost";
+    return "closed";
+}
+
+static const char *reply_elem(const redisReply *r, size_t i, char *dst, size_t len)
+{
+    dst[0] = '\0';
+    if (r->type == REDIS_REPLY_ARRAY && i < r->elements &&
+        r->element[i]->type == REDIS_REPLY_STRING && r->element[i]->len < len)
+        memcpy(dst, r->element[i]->str, r->element[i]->len + 1);
+    return dst;
+}
+
+/* Reserve room for @p body and queue it (+ eof) for @p runner. @return 0 or the answer set. */
+static int stdin_reserve(struct jreq *q, const char *id, const char *runner,
+                         const struct pc_buf *body, int eof)
+{
+    char key[JOBS_KEY_MAX], ckey[JOBS_KEY_MAX], tag[16], a1[JOBS_RUNNER_ID_MAX + 1], a2[32], qv[80];
+    struct cmd m = {0};
+    redisReply *r;
+    int st = 0;
+
+    job_key(key, sizeof(key), q, id);
+    ctl_key(ckey, sizeof(ckey), q, runner);
+    cmd_str(&m, "EVAL");
+    cmd_str(&m, SCRIPT_STDIN);
+    cmd_str(&m, "2");
+    cmd_str(&m, key);
+    cmd_str(&m, ckey);
+    cmd_str(&m, runner);
+    cmd_str(&m, id);
+    cmd_arg(&m, body->data ? body->data : "", body->len);
+    cmd_str(&m, eof ? "1" : "0");
+    cmd_str(&m, JOBS_STDIN_MAX_DEFAULT); /* for a hash without stdin_max */
+    cmd_str(&m, JOBS_CTL_MAXLEN);
+    r = jcmd(q, &m);
+    if (!r)
+        return junavail(q);
+    reply_elem(r, 0, tag, sizeof(tag));
+    reply_elem(r, 1, a1, sizeof(a1));
+    reply_elem(r, 2, a2, sizeof(a2));
+    if (strcmp(tag, "ok") == 0) {
+        st = 0;
+    } else if (strcmp(tag, "gone") == 0) {
+        st = jerr(q, 404, "job %s not found", id);
+    } else if (strcmp(tag, "status") == 0) {
+        st = jerr(q, 409, "job %s is %s, not running: its stdin is not open", id,
+                  quote(a1, qv, sizeof(qv)));
+    } else if (strcmp(tag, "runner") == 0) {
+        st = jerr(q, 409, "job %s moved to another runner meanwhile; try again", id);
+    } else if (strcmp(tag, "closed") == 0) {
+        st = jerr(q, 409, "job %s: stdin is closed (%s)", id, stdin_closed_text(a1));
+    } else if (strcmp(tag, "big") == 0) {
+        st = jerr(q, 413,
+                  "stdin body of %zu bytes is larger than the job's stdin buffer (%s bytes): "
+                  "send it in smaller pieces",
+                  body->len, a1);
+    } else if (strcmp(tag, "full") == 0) {
+        cJSON *o = cJSON_CreateObject();
+
+        if (o) {
+            long long pend = strtoll(a1, NULL, 10), max = strtoll(a2, NULL, 10);
+            char msg[160];
+
+            snprintf(msg, sizeof(msg), "stdin buffer full: %lld bytes waiting, max %lld", pend,
+                     max);
+            cJSON_AddStringToObject(o, "error", msg);
+            cJSON_AddNumberToObject(o, "pending", (double)pend);
+            cJSON_AddNumberToObject(o, "max", (double)max);
+        }
+        q->extra = "Retry-After: 1\r\n";
+        st = jok(q, 429, o);
+    } else {
+        st = jreply_error(q, "EVAL stdin", r);
+    }
+    freeReplyObject(r);
+    return st;
+}
+
 static int job_stdin(struct jreq *q, const char *id)
 {
     char status[32], runner[JOBS_RUNNER_ID_MAX + 1], v[16], qv[80];
@@ -2473,10 +2715,8 @@ static int job_stdin(struct jreq *q, const char *id)
                   quote(status, qv, sizeof(qv)));
     if (st == 0 && !runner[0])
         st = jerr(q, 409, "job %s has no runner yet", id);
-    if (st == 0 && body.len > 0)
-        st = ctl_send(q, runner, "stdin", id, "data", body.data, body.len);
-    if (st == 0 && eof)
-        st = ctl_send(q, runner, "eof", id, NULL, NULL, 0);
+    if (st == 0)
+        st = stdin_reserve(q, id, runner, &body, eof);
     if (st == 0) {
         o = cJSON_CreateObject();
         if (o)
@@ -2488,18 +2728,175 @@ static int job_stdin(struct jreq *q, const char *id)
 }
 
 /* ------------------------------------------------------------------------ */
-/* DELETE /api/sessions/<s>                                                  */
+/* Sessions: DELETE, GET, PUT /api/sessions/<s>, POST /api/sessions/<s>/touch */
 /* ------------------------------------------------------------------------ */
 
-static int session_delete(struct jreq *q, const char *session)
+_Static_assert(JOBS_SESSION_MAX == GW_SESSION_MAX, "session names: one limit");
+
+#define JOBS_CHAN_BATCH 256 /* jobs whose channel is read per round trip */
+
+/* EXPIRE NX the channel streams named in @p names[0..n) where @p ttl_on says so. */
+static int channels_expire(struct jreq *q, char (*names)[PC_CHANNEL_MAX + 1],
+                           const unsigned char *ttl_on, size_t n, struct gw_session_walk *w)
+{
+    char key[PC_KEY_MAX], ttl[24];
+    size_t sent = 0;
+
+    snprintf(ttl, sizeof(ttl), "%d", w->channel_ttl_s);
+    for (size_t i = 0; i < n; i++) {
+        struct cmd m = {0};
+
+        if (!ttl_on[i] || pc_key_channel(key, sizeof(key), q->gw->cfg->prefix, names[i]) < 0)
+            continue;
+        cmd_str(&m, "EXPIRE");
+        cmd_str(&m, key);
+        cmd_str(&m, ttl);
+        cmd_str(&m, "NX");
+        if (jappend(q, &m) != 0)
+            return junavail(q);
+        sent++;
+    }
+    for (size_t i = 0; i < sent; i++) {
+        redisReply *r = jget(q);
+
+        if (!r)
+            return junavail(q);
+        if (r->type == REDIS_REPLY_INTEGER && r->integer == 1)
+            w->channels_ttl++;
+        else if (r->type != REDIS_REPLY_INTEGER) {
+            int st = jreply_error(q, "EXPIRE channel", r);
+
+            freeReplyObject(r);
+            while (++i < sent) /* drain the pipeline */
+                if ((r = jget(q)) != NULL)
+                    freeReplyObject(r);
+            return st;
+        }
+        freeReplyObject(r);
+    }
+    return 0;
+}
+
+/* The newest score in <prefix>:sessions:watched of @p names[0..n) into w->watched_ms. */
+static int channels_watched(struct jreq *q, char (*names)[PC_CHANNEL_MAX + 1], size_t n,
+                            struct gw_session_walk *w)
+{
+    char key[GW_SESSION_KEY_MAX];
+    const char **argv = malloc((n + 2) * sizeof(*argv));
+    size_t *len = malloc((n + 2) * sizeof(*len));
+    redisContext *c = jredis(q);
+    redisReply *r = NULL;
+    int st = 0;
+
+    if (!argv || !len) {
+        free(argv);
+        free(len);
+        return jerr(q, 500, "out of memory");
+    }
+    gw_session_watched_key(key, sizeof(key), q->gw->cfg->prefix);
+    argv[0] = "ZMSCORE";
+    len[0] = 7;
+    argv[1] = key;
+    len[1] = strlen(key);
+    for (size_t i = 0; i < n; i++) {
+        argv[2 + i] = names[i];
+        len[2 + i] = strlen(names[i]);
+    }
+    if (c) {
+        r = redisCommandArgv(c, (int)(n + 2), argv, len);
+        if (!r)
+            jbroken(q);
+    }
+    free(argv);
+    free(len);
+    if (!r)
+        return junavail(q);
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {
+        st = jreply_error(q, "ZMSCORE watched", r);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            const redisReply *e = r->element[i];
+            long long ms;
+
+            if (e->type == REDIS_REPLY_STRING && (ms = strtoll(e->str, NULL, 10)) > w->watched_ms)
+                w->watched_ms = ms;
+        }
+    }
+    freeReplyObject(r);
+    return st;
+}
+
+/* The channels of the jobs @p v[0..n) (read from their hashes): watched scores, TTLs. */
+static int session_channels(struct jreq *q, const struct jpos *v, size_t n,
+                            struct gw_session_walk *w)
+{
+    char(*names)[PC_CHANNEL_MAX + 1] = malloc(JOBS_CHAN_BATCH * sizeof(*names));
+    unsigned char ttl_on[JOBS_CHAN_BATCH];
+    char key[JOBS_KEY_MAX];
+    size_t from = 0;
+    int st = 0;
+
+    if (!names)
+        return jerr(q, 500, "out of memory");
+    while (st == 0 && from < n) {
+        size_t idx[JOBS_CHAN_BATCH], k = 0, nn = 0;
+
+        for (; from < n && k < JOBS_CHAN_BATCH; from++)
+            if (v[from].status[0]) /* its hash exists */
+                idx[k++] = from;
+        for (size_t i = 0; i < k; i++) {
+            struct cmd m = {0};
+
+            job_key(key, sizeof(key), q, v[idx[i]].id);
+            cmd_str(&m, "HGET");
+            cmd_str(&m, key);
+            cmd_str(&m, "channel");
+            if (jappend(q, &m) != 0) {
+                st = junavail(q);
+                break;
+            }
+        }
+        for (size_t i = 0; st == 0 && i < k; i++) {
+            redisReply *r = jget(q);
+
+            if (!r) {
+                st = junavail(q);
+                break;
+            }
+            if (r->type == REDIS_REPLY_STRING && r->len <= PC_CHANNEL_MAX &&
+                pc_channel_valid(r->str, r->len)) {
+                memcpy(names[nn], r->str, r->len + 1);
+                ttl_on[nn] =
+                    !w->created_max_ms || v[idx[i]].ms <= (unsigned long long)w->created_max_ms;
+                nn++;
+            }
+            freeReplyObject(r);
+        }
+        if (st == 0 && nn > 0 && w->watched)
+            st = channels_watched(q, names, nn, w);
+        if (st == 0 && nn > 0 && w->channel_ttl_s > 0)
+            st = channels_expire(q, names, ttl_on, nn, w);
+    }
+    free(names);
+    return st;
+}
+
+/*
+ * Walk the jobs of @p session (see struct gw_session_walk); @p counts (may be
+ * NULL) gets the number of jobs per status, in job_statuses order.
+ * @return 0 or the answer set.
+ */
+static int session_walk(struct jreq *q, const char *session, struct gw_session_walk *w,
+                        size_t *counts)
 {
     char skey[JOBS_KEY_MAX];
     char(*runners)[JOBS_RUNNER_ID_MAX + 1] = NULL;
     struct jpos *v = NULL;
-    size_t n = 0, killed = 0;
+    size_t n = 0;
     int st;
-    cJSON *o;
 
+    w->jobs = w->live = w->killed = w->channels_ttl = 0;
+    w->watched_ms = 0;
     snprintf(skey, sizeof(skey), "%s:session:%s", q->gw->cfg->prefix, session);
     if ((st = set_members(q, skey, &v, &n)) != 0)
         return st;
@@ -2510,22 +2907,246 @@ static int session_delete(struct jreq *q, const char *session)
     }
     st = read_states(q, v, n, runners);
     for (size_t i = 0; st == 0 && i < n; i++) {
+        if (!v[i].status[0])
+            continue; /* the hash is gone */
+        w->jobs++;
+        for (size_t k = 0; counts && k < JOBS_STATUS_COUNT; k++)
+            if (strcmp(v[i].status, job_statuses[k]) == 0)
+                counts[k]++;
         if (strcmp(v[i].status, "queued") != 0 && strcmp(v[i].status, "running") != 0)
+            continue;
+        w->live++;
+        if (!w->kill || (w->created_max_ms > 0 && v[i].ms > (unsigned long long)w->created_max_ms))
             continue;
         st = job_kill(q, v[i].id, v[i].status, runners[i], NULL);
         if (st == 0)
-            killed++;
+            w->killed++;
     }
+    if (st == 0 && (w->watched || w->channel_ttl_s > 0))
+        st = session_channels(q, v, n, w);
     free(runners);
     free(v);
-    if (st != 0)
+    return st;
+}
+
+int gw_jobs_session_walk(struct gw_ctx *gw, struct redisContext *c, const char *session,
+                         struct gw_session_walk *w, int *broken, char *err, size_t errlen)
+{
+    struct jreq q;
+    int st;
+
+    memset(&q, 0, sizeof(q));
+    q.gw = gw;
+    q.c = c;
+    q.status = 500;
+    st = session_walk(&q, session, w, NULL);
+    *broken = q.broken;
+    cJSON_Delete(q.json);
+    if (st == 0)
+        return 0;
+    snprintf(err, errlen, "%s", q.msg[0] ? q.msg : "failed");
+    return -1;
+}
+
+static int session_delete(struct jreq *q, const char *session)
+{
+    struct gw_session_walk w;
+    int st;
+    cJSON *o;
+
+    memset(&w, 0, sizeof(w));
+    w.kill = 1;
+    if ((st = session_walk(q, session, &w, NULL)) != 0)
         return st;
-    if (killed)
-        pc_info("jobs", "session \"%s\": kill asked for %zu jobs", session, killed);
+    if (w.killed)
+        pc_info("jobs", "session \"%s\": kill asked for %zu jobs", session, w.killed);
     o = cJSON_CreateObject();
     if (o)
-        cJSON_AddNumberToObject(o, "killed", (double)killed);
+        cJSON_AddNumberToObject(o, "killed", (double)w.killed);
     return jok(q, 200, o);
+}
+
+static void add_ms(cJSON *o, const char *name, long long ms)
+{
+    if (ms > 0)
+        cJSON_AddNumberToObject(o, name, (double)ms);
+    else
+        cJSON_AddNullToObject(o, name);
+}
+
+/*
+ * Answer the session object: {session, idle_s, last_active_ms, expires_ms,
+ * expired_ms, watched, jobs: {total, <status>: n}}. With @p must_exist, a
+ * session with neither jobs nor an idle expiry is a 404.
+ */
+static int session_answer(struct jreq *q, const char *session, int must_exist)
+{
+    char mkey[GW_SESSION_KEY_MAX];
+    size_t counts[JOBS_STATUS_COUNT] = {0};
+    long long idle = 0, last = 0, expired = 0, now, active;
+    struct gw_session_walk w;
+    struct cmd m = {0};
+    redisReply *r;
+    cJSON *o, *jobs;
+    int st;
+
+    gw_session_meta_key(mkey, sizeof(mkey), q->gw->cfg->prefix, session);
+    cmd_str(&m, "HMGET");
+    cmd_str(&m, mkey);
+    cmd_str(&m, "idle_s");
+    cmd_str(&m, "last_active_ms");
+    cmd_str(&m, "expired_ms");
+    r = jcmd(q, &m);
+    if (!r)
+        return junavail(q);
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+        st = jreply_error(q, "HMGET session meta", r);
+        freeReplyObject(r);
+        return st;
+    }
+    if (r->element[0]->type == REDIS_REPLY_STRING)
+        parse_ll(r->element[0]->str, r->element[0]->len, &idle);
+    if (r->element[1]->type == REDIS_REPLY_STRING)
+        parse_ll(r->element[1]->str, r->element[1]->len, &last);
+    if (r->element[2]->type == REDIS_REPLY_STRING)
+        parse_ll(r->element[2]->str, r->element[2]->len, &expired);
+    freeReplyObject(r);
+    if (idle < 1 || idle > GW_SESSION_IDLE_MAX)
+        idle = last = expired = 0; /* no idle expiry (or not one written by a gateway) */
+
+    memset(&w, 0, sizeof(w));
+    w.watched = 1;
+    if ((st = session_walk(q, session, &w, counts)) != 0)
+        return st;
+    if (must_exist && !idle && w.jobs == 0)
+        return jerr(q, 404, "session \"%s\" not found (no jobs, no idle expiry)", session);
+    now = pc_wall_ms();
+    active = gw_session_active_ms(last, w.watched_ms, now);
+    o = cJSON_CreateObject();
+    if (!o)
+        return jerr(q, 500, "out of memory");
+    cJSON_AddStringToObject(o, "session", session);
+    if (idle)
+        cJSON_AddNumberToObject(o, "idle_s", (double)idle);
+    else
+        cJSON_AddNullToObject(o, "idle_s");
+    add_ms(o, "last_active_ms", idle ? active : 0);
+    add_ms(o, "expires_ms", idle && !expired ? active + idle * 1000 : 0);
+    add_ms(o, "expired_ms", expired);
+    cJSON_AddBoolToObject(o, "watched",
+                          w.watched_ms > 0 && w.watched_ms >= now - GW_SESSION_WATCH_FRESH_MS);
+    jobs = cJSON_AddObjectToObject(o, "jobs");
+    if (jobs) {
+        cJSON_AddNumberToObject(jobs, "total", (double)w.jobs);
+        for (size_t k = 0; k < JOBS_STATUS_COUNT; k++)
+            cJSON_AddNumberToObject(jobs, job_statuses[k], (double)counts[k]);
+    }
+    return jok(q, 200, o);
+}
+
+/* PUT /api/sessions/<s> {"idle_s": N | null}. */
+static int session_put(struct jreq *q, const char *session)
+{
+    char msg[256], qv[160];
+    const cJSON *idle = NULL;
+    const char *end = NULL;
+    struct pc_buf body;
+    long long n = 0;
+    cJSON *root;
+    int st;
+
+    if ((st = read_body(q, &body)) != 0) {
+        pc_buf_free(&body);
+        return st;
+    }
+    if (json_precheck(body.data ? body.data : "", body.len, msg, sizeof(msg)) != 0) {
+        pc_buf_free(&body);
+        return jerr(q, 400, "%s", msg);
+    }
+    root = cJSON_ParseWithLengthOpts(body.data ? body.data : "", body.len, &end, 0);
+    if (root && end)
+        while (end < body.data + body.len && strchr(" \t\r\n", *end))
+            end++;
+    if (!root || !end || end != body.data + body.len) {
+        st = jerr(q, 400, "body: expected a JSON object like {\"idle_s\": 600}");
+        goto out;
+    }
+    if (!cJSON_IsObject(root)) {
+        st = jerr(q, 400, "body: expected a JSON object like {\"idle_s\": 600}");
+        goto out;
+    }
+    for (const cJSON *it = root->child; it; it = it->next) {
+        if (strcmp(it->string, "idle_s") != 0) {
+            st = jerr(q, 400, "unknown key \"%s\" (allowed: idle_s)",
+                      quote(it->string, qv, sizeof(qv)));
+            goto out;
+        }
+        if (idle) {
+            st = jerr(q, 400, "key \"idle_s\" given twice");
+            goto out;
+        }
+        idle = it;
+    }
+    if (!idle || (!cJSON_IsNull(idle) && json_int(idle, 1, GW_SESSION_IDLE_MAX, &n) != 0)) {
+        st = jerr(q, 400, "idle_s: expected an integer 1-%d (seconds), or null for none",
+                  GW_SESSION_IDLE_MAX);
+        goto out;
+    }
+    if (n > 0) {
+        if (session_touch(q, session, n, 1) == -2) {
+            st = q->status;
+            goto out;
+        }
+        pc_info("jobs", "session \"%s\": idle expiry %llds", session, n);
+    } else {
+        /* no idle expiry any more: forget it, and nothing of the session expires */
+        char mkey[GW_SESSION_KEY_MAX], ekey[GW_SESSION_KEY_MAX], skey[JOBS_KEY_MAX];
+        const char *cmds[3][3] = {
+            {"DEL", mkey, NULL}, {"ZREM", ekey, session}, {"PERSIST", skey, NULL}};
+
+        gw_session_meta_key(mkey, sizeof(mkey), q->gw->cfg->prefix, session);
+        gw_session_expiry_key(ekey, sizeof(ekey), q->gw->cfg->prefix);
+        snprintf(skey, sizeof(skey), "%s:session:%s", q->gw->cfg->prefix, session);
+        for (int i = 0; i < 3; i++) {
+            struct cmd m = {0};
+            redisReply *r;
+
+            for (int k = 0; k < 3 && cmds[i][k]; k++)
+                cmd_str(&m, cmds[i][k]);
+            r = jcmd(q, &m);
+            if (!r) {
+                st = junavail(q);
+                goto out;
+            }
+            if (r->type != REDIS_REPLY_INTEGER) {
+                st = jreply_error(q, cmds[i][0], r);
+                freeReplyObject(r);
+                goto out;
+            }
+            freeReplyObject(r);
+        }
+        pc_info("jobs", "session \"%s\": no idle expiry", session);
+    }
+    st = session_answer(q, session, 0);
+out:
+    cJSON_Delete(root);
+    pc_buf_free(&body);
+    return st;
+}
+
+/* POST /api/sessions/<s>/touch. */
+static int session_touch_req(struct jreq *q, const char *session)
+{
+    int rc = session_touch(q, session, 0, 0);
+
+    if (rc == -2)
+        return q->status;
+    if (rc == GW_TOUCH_EXPIRED)
+        return jerr(q, 409,
+                    "session \"%s\" has expired (its jobs were killed); PUT "
+                    "/api/sessions/%s or submit a job to start it again",
+                    session, session);
+    return session_answer(q, session, 1);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -2646,6 +3267,7 @@ static int route_jobs(struct jreq *q, const char *rest)
     char id[GW_JOB_ID_LEN + 1], qv[80];
     const char *slash;
     size_t seglen;
+    int st;
 
     if (*rest == '/')
         rest++;
@@ -2681,38 +3303,51 @@ static int route_jobs(struct jreq *q, const char *rest)
     }
     memcpy(id, rest, GW_JOB_ID_LEN);
     id[GW_JOB_ID_LEN] = '\0';
-    if (slash)
-        return job_stdin(q, id);
-    if (method_is(q, "GET"))
+    if (!slash && method_is(q, "GET"))
         return job_get(q, id);
-    return job_delete(q, id);
+    st = slash ? job_stdin(q, id) : job_delete(q, id);
+    if (st >= 200 && st < 300)
+        job_session_activity(q, id); /* stdin or a kill: activity of the job's session */
+    return st;
 }
 
 static int route_sessions(struct jreq *q, const char *rest)
 {
     char buf[256], qv[160];
-    int n = -1;
+    const char *slash;
+    size_t seglen;
+    int n = -1, touch;
 
     gw_metrics_request(q->gw->metrics, GW_EP_SESSIONS);
     if (*rest == '/')
         rest++;
-    if (*rest == '\0' || strchr(rest, '/'))
+    slash = strchr(rest, '/');
+    seglen = slash ? (size_t)(slash - rest) : strlen(rest);
+    if (seglen == 0 || (slash && strcmp(slash, "/touch") != 0))
         return jerr(q, 404, "no such endpoint");
+    touch = slash != NULL;
     if (method_is(q, "OPTIONS"))
-        return preflight(q, ALLOW_SESSION);
-    if (!method_is(q, "DELETE"))
-        return not_allowed(q, ALLOW_SESSION);
-    if (strlen(rest) < sizeof(buf) / 2)
-        n = mg_url_decode(rest, (int)strlen(rest), buf, (int)sizeof(buf), 0);
+        return preflight(q, touch ? ALLOW_TOUCH : ALLOW_SESSION);
+    if (touch ? !method_is(q, "POST")
+              : !method_is(q, "GET") && !method_is(q, "PUT") && !method_is(q, "DELETE"))
+        return not_allowed(q, touch ? ALLOW_TOUCH : ALLOW_SESSION);
+    if (seglen < sizeof(buf) / 2)
+        n = mg_url_decode(rest, (int)seglen, buf, (int)sizeof(buf), 0);
     if (n < 0 || !session_valid(buf, (size_t)n)) {
         if (n < 0)
-            gw_http_quote(rest, strlen(rest), qv, sizeof(qv));
+            gw_http_quote(rest, seglen, qv, sizeof(qv));
         else
             gw_http_quote(buf, (size_t)n, qv, sizeof(qv));
         return jerr(q, 400,
                     "session \"%s\": invalid (allowed: 1-%d bytes of A-Z a-z 0-9 . _ : @ -)", qv,
                     JOBS_SESSION_MAX);
     }
+    if (touch)
+        return session_touch_req(q, buf);
+    if (method_is(q, "GET"))
+        return session_answer(q, buf, 1);
+    if (method_is(q, "PUT"))
+        return session_put(q, buf);
     return session_delete(q, buf);
 }
 

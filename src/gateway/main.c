@@ -1,6 +1,7 @@
 /* main.c -- pipecast-gateway: parse options, start the hub and civetweb, wait for a signal.
  *
- * Stop order: hub stop (every stream returns), mg_stop (waits for the workers),
+ * Stop order: hub stop (every stream returns or is told to), mg_stop (waits for
+ * the workers), fanout free (live streams end, stream threads are waited for),
  * then the reader thread is joined and everything is freed.
  */
 #include <pthread.h>
@@ -8,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <civetweb.h>
 
@@ -16,15 +19,22 @@
 
 #include "auth.h"
 #include "config.h"
+#include "fanout.h"
 #include "gateway.h"
 #include "http_util.h"
 #include "hub.h"
 #include "jobs_api.h"
 #include "metrics.h"
 #include "rpool.h"
+#include "sessions.h"
 
 #define GW_POOL_SIZE 8
-#define GW_REST_THREADS 16 /* workers beyond max-clients, for REST and static files */
+#define GW_REST_THREADS 8 /* workers never held by a stream (when civetweb keeps the socket) */
+#define GW_SSE_WRITE_TIMEOUT_MS 10000 /* as request_timeout_ms below */
+#define GW_SSE_BATCH_MAX (256u << 10) /* bytes one live stream takes from its ring at a time */
+#define GW_STREAM_STACK (256u << 10)  /* stream threads; civetweb runs the same code on 100 KiB */
+#define GW_LISTEN_BACKLOG "4096"  /* a burst of connects waits in the kernel, not in SYN retries */
+#define GW_CONNECTION_QUEUE "256" /* accepted sockets waiting for a worker */
 
 static struct gw_ctx *ctx_of(const struct mg_connection *conn)
 {
@@ -134,6 +144,22 @@ int main(int argc, char **argv)
                 cfg.listen);
     }
 
+    /* Each SSE stream is a socket: allow as many as the hard limit does. */
+    {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+            rl.rlim_cur < (rlim_t)cfg.max_clients + 64)
+            pc_warn("main",
+                    "open files limit %llu is below max-clients %d: streams past it fail (raise "
+                    "ulimit -n)",
+                    (unsigned long long)rl.rlim_cur, cfg.max_clients);
+    }
+
     /* Every thread inherits this mask; only sigwait() below takes the signals. */
     signal(SIGPIPE, SIG_IGN);
     sigemptyset(&sigs);
@@ -147,24 +173,47 @@ int main(int argc, char **argv)
     gw.metrics = &metrics;
     gw.pool = gw_rpool_new(&cfg.redis, GW_POOL_SIZE, &metrics);
     gw.jobs = gw_jobs_new(); /* NULL: the job API works without its cache */
+    gw.sessions = gw_sessions_new(&gw);
     gw.hub = gw_hub_new(&cfg.redis, cfg.prefix, (size_t)cfg.ring, GW_RING_BYTES_MAX, &metrics, err,
                         sizeof(err));
-    if (!gw.pool || !gw.hub || gw_hub_start(gw.hub) != 0) {
+    if (gw.hub) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        unsigned writers = cfg.sse_writers > 0 ? (unsigned)cfg.sse_writers
+                           : ncpu < 1          ? 1u
+                           : ncpu > 4          ? 4u
+                                               : (unsigned)ncpu;
+
+        /* before the reader starts: it calls the fanout's listen callback */
+        gw.fanout = gw_fanout_new(gw.hub, &metrics, writers, (long long)cfg.ping_interval_s * 1000,
+                                  GW_SSE_WRITE_TIMEOUT_MS, GW_SSE_BATCH_MAX, GW_STREAM_STACK);
+    }
+    atomic_init(&gw.sse_on_workers, 0);
+    gw.worker_streams_max = cfg.http_threads - GW_REST_THREADS;
+    if (!gw.pool || !gw.hub || !gw.sessions || !gw.fanout || gw_hub_start(gw.hub) != 0) {
         fprintf(stderr, "pipecast-gateway: cannot start: %s\n", gw.hub ? "out of memory" : err);
+        gw_fanout_free(gw.fanout);
         gw_hub_free(gw.hub);
+        gw_sessions_free(gw.sessions);
         gw_rpool_free(gw.pool);
         gw_jobs_free(gw.jobs);
         gw_auth_free(gw.auth);
         return 1;
     }
 
-    snprintf(threads, sizeof(threads), "%d", cfg.max_clients + GW_REST_THREADS);
+    /* civetweb 1.15 starts every worker up front (100 KiB stacks): live streams hold none */
+    snprintf(threads, sizeof(threads), "%d", cfg.http_threads);
     opts[nopt++] = "listening_ports";
     opts[nopt++] = cfg.listen;
     opts[nopt++] = "num_threads";
     opts[nopt++] = threads;
     opts[nopt++] = "request_timeout_ms";
     opts[nopt++] = "10000";
+    opts[nopt++] = "tcp_nodelay"; /* small SSE events and responses go out at once */
+    opts[nopt++] = "1";
+    opts[nopt++] = "listen_backlog";
+    opts[nopt++] = GW_LISTEN_BACKLOG;
+    opts[nopt++] = "connection_queue";
+    opts[nopt++] = GW_CONNECTION_QUEUE;
     opts[nopt++] = "enable_keep_alive";
     opts[nopt++] = "yes";
     opts[nopt++] = "decode_url";
@@ -202,7 +251,10 @@ int main(int argc, char **argv)
     if (!mg) {
         fprintf(stderr, "pipecast-gateway: cannot listen on %s: %s\n", cfg.listen,
                 mgerr[0] ? mgerr : "civetweb failed to start");
+        gw_hub_stop(gw.hub);
+        gw_fanout_free(gw.fanout);
         gw_hub_free(gw.hub);
+        gw_sessions_free(gw.sessions);
         gw_rpool_free(gw.pool);
         gw_jobs_free(gw.jobs);
         gw_auth_free(gw.auth);
@@ -213,6 +265,8 @@ int main(int argc, char **argv)
     mg_set_request_handler(mg, "/healthz", gw_api_health_handler, &gw);
     mg_set_request_handler(mg, "/metrics", gw_api_metrics_handler, &gw);
     atomic_store(&gw.routes_ready, 1);
+    if (gw_sessions_start(gw.sessions) != 0)
+        pc_error("sessions", "cannot start the housekeeping thread: idle sessions do not expire");
 
     memset(ports, 0, sizeof(ports));
     if (mg_get_server_ports(mg, 4, ports) > 0) {
@@ -231,8 +285,10 @@ int main(int argc, char **argv)
         char where[300];
 
         pc_redis_url_describe(&cfg.redis, where, sizeof(where));
-        pc_info("main", "redis %s, prefix \"%s\", max-clients %d, ring %d, web root %s", where,
-                cfg.prefix, cfg.max_clients, cfg.ring, cfg.web_root[0] ? cfg.web_root : "(none)");
+        pc_info("main",
+                "redis %s, prefix \"%s\", max-clients %d, http-threads %d, ring %d, web root %s",
+                where, cfg.prefix, cfg.max_clients, cfg.http_threads, cfg.ring,
+                cfg.web_root[0] ? cfg.web_root : "(none)");
     }
 
     while (sigwait(&sigs, &sig) != 0)
@@ -241,7 +297,9 @@ int main(int argc, char **argv)
 
     gw_hub_stop(gw.hub);
     mg_stop(mg);
+    gw_fanout_free(gw.fanout); /* live streams end, stream threads are waited for */
     gw_hub_free(gw.hub);
+    gw_sessions_free(gw.sessions); /* joins the housekeeping thread: before the pool goes */
     gw_rpool_free(gw.pool);
     gw_jobs_free(gw.jobs);
     gw_auth_free(gw.auth);

@@ -23,6 +23,7 @@ void gw_metrics_init(struct gw_metrics *m)
     for (int i = 0; i < GW_EP_COUNT; i++)
         atomic_init(&m->http_requests[i], 0);
     atomic_init(&m->hub_channels, 0);
+    atomic_init(&m->sessions_expired, 0);
 }
 
 void gw_metrics_add(atomic_ullong *c, unsigned long long n)
@@ -82,5 +83,8 @@ int gw_metrics_render(struct gw_metrics *m, struct pc_buf *out)
         rc |= pc_buf_printf(out, "pipecast_http_requests_total{endpoint=\"%s\"} %llu\n",
                             endpoint_names[i], load(&m->http_requests[i]));
     rc |= gauge(out, "pipecast_hub_channels", "Channels the hub reader follows.", &m->hub_channels);
+    rc |= counter(out, "pipecast_sessions_expired_total",
+                  "Idle sessions expired by this gateway (jobs killed, channels given a TTL).",
+                  &m->sessions_expired);
     return rc ? PC_ETOOBIG : 0;
 }

@@ -22,7 +22,7 @@ enum gw_endpoint {
     GW_EP_STATIC,
     GW_EP_JOBS,      /* GET/POST /api/jobs */
     GW_EP_JOB,       /* /api/jobs/<id>[/stdin] */
-    GW_EP_SESSIONS,  /* DELETE /api/sessions/<s> */
+    GW_EP_SESSIONS,  /* /api/sessions/<s>[/touch] */
     GW_EP_RUNNERS,   /* GET /api/runners */
     GW_EP_TEMPLATES, /* GET /api/templates */
     GW_EP_COUNT
@@ -38,7 +38,8 @@ struct gw_metrics {
     atomic_ullong redis_reconnects;
     atomic_ullong published;
     atomic_ullong http_requests[GW_EP_COUNT];
-    atomic_long hub_channels; /* gauge: channels the hub reads */
+    atomic_long hub_channels;       /* gauge: channels the hub reads */
+    atomic_ullong sessions_expired; /* sessions.c: idle sessions expired by this gateway */
 };
 
 void gw_metrics_init(struct gw_metrics *m);

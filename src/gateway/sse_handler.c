@@ -25,15 +25,31 @@
  * channel and every cursor, "<index>:<cursor 0>,<cursor 1>,..." (docs/interfaces.md),
  * so one Last-Event-ID resumes every channel.
  *
+ * Who runs a stream: the civetweb worker parses the request, takes a client
+ * slot, subscribes, then takes the client socket from civetweb
+ * (gw_http_take_socket) and starts a stream thread (gw_fanout_spawn); the
+ * worker is free again at once. The thread writes the headers and replays;
+ * once a single-channel stream is live (its cursor in the ring, all sent) it
+ * is handed to a fanout writer (fanout.h) and the thread ends. A live stream
+ * that needs Redis again (it fell behind the ring, its channel was reset)
+ * comes back to a new stream thread. Several-channel streams keep their
+ * thread. Should civetweb's socket not be found, the stream runs on the
+ * worker to its end, as it did before the fanout, and the worker pool caps
+ * such streams (503 beyond).
+ *
  * ?partial=mark sends an entry whose `partial` field is 1 as event
  * "<event>.partial" ("message.partial" without an event name); the event=
  * filter still matches the base name. Ring entries carry the offsets for it
  * (hub.h), pages are encoded per stream anyway: no entry is encoded twice.
  */
+#include <errno.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <civetweb.h>
 
@@ -44,10 +60,11 @@
 #include "pipecast/redis.h"
 #include "pipecast/sse.h"
 
+#include "fanout.h"
 #include "gateway.h"
 #include "http_util.h"
 
-#define SSE_WRITE_MAX (256u << 10) /* bytes gathered before one mg_write */
+#define SSE_WRITE_MAX (256u << 10) /* bytes gathered before one write */
 #define SSE_OUT_MAX (80u << 20)    /* hard cap of the output buffer: one huge entry */
 #define SSE_PAGE_COUNT 500u
 /* a page's entries add up to about this many bytes (COUNT adapts to the entries' size) */
@@ -60,6 +77,7 @@
 #define SSE_TAIL_MAX 100000ULL
 #define SSE_TAIL_PLAIN_MAX 1000ULL /* larger tails are resolved inside Redis by a script */
 #define SSE_CHANNELS_MAX GW_WAITER_MAX
+#define SSE_WRITE_TIMEOUT_MS 10000 /* as civetweb's request_timeout_ms (main.c) */
 /* "<index>:" plus one id and a comma per channel */
 #define SSE_MULTI_ID_MAX (8 + SSE_CHANNELS_MAX * PC_ID_STRLEN)
 
@@ -99,7 +117,15 @@ struct sse_src {
 
 struct sse_stream {
     struct gw_ctx *gw;
-    struct mg_connection *conn;
+    gw_sse_end_cb end; /* called when the stream is freed */
+    void *end_arg;
+    struct mg_connection *conn; /* NULL once the socket was taken from civetweb */
+    int fd;                     /* the taken socket, else -1 */
+    int opened;                 /* the response headers went out */
+    int on_worker;              /* holds its civetweb worker (counted in gw->sse_on_workers) */
+    struct gw_live lv;          /* while live in the fanout */
+    struct gw_idfmt fmt;        /* single channel: how ids and partial entries are written */
+    const struct gw_idfmt *fmtp;
     int multi;        /* GET /api/events: multi-channel ids and gap data */
     int mark_partial; /* ?partial=mark: partial entries are sent as "<event>.partial" */
     unsigned n;
@@ -122,6 +148,39 @@ struct sse_stream {
 /* Writing                                                                   */
 /* ------------------------------------------------------------------------ */
 
+/*
+ * Write all of @p len bytes to the taken socket. A client that takes nothing
+ * for SSE_WRITE_TIMEOUT_MS (civetweb's request_timeout_ms for the others) is
+ * gone. @return the bytes written: len, or less when gone or stopping.
+ */
+static int fd_write(struct sse_stream *st, const char *p, size_t len)
+{
+    size_t done = 0;
+    long long last = pc_now_ms();
+
+    while (done < len) {
+        ssize_t k = send(st->fd, p + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+        struct pollfd pfd;
+
+        if (k > 0) {
+            done += (size_t)k;
+            last = pc_now_ms();
+            continue;
+        }
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            break;
+        if (gw_hub_stopping(st->gw->hub) || pc_now_ms() - last >= SSE_WRITE_TIMEOUT_MS)
+            break;
+        pfd.fd = st->fd;
+        pfd.events = POLLOUT;
+        pfd.revents = 0;
+        poll(&pfd, 1, 200); /* in slices: a stop is noticed */
+    }
+    return (int)done;
+}
+
 /* Write out the buffer. A short write means the client is gone (or stopped reading). */
 static int st_flush(struct sse_stream *st)
 {
@@ -129,7 +188,10 @@ static int st_flush(struct sse_stream *st)
 
     if (st->out.len == 0)
         return STEP_OK;
-    n = mg_write(st->conn, st->out.data, st->out.len);
+    if (st->fd >= 0)
+        n = fd_write(st, st->out.data, st->out.len);
+    else
+        n = mg_write(st->conn, st->out.data, st->out.len);
     if (n < 0 || (size_t)n != st->out.len) {
         pc_debug("sse", "%s: client gone (wrote %d of %zu bytes)", st->src[0].key, n, st->out.len);
         pc_buf_reset(&st->out);
@@ -777,22 +839,48 @@ static int src_page_next(struct sse_stream *st, struct sse_src *src)
 /* One channel                                                               */
 /* ------------------------------------------------------------------------ */
 
-static void stream_run_one(struct sse_stream *st)
+static void stream_live_done(struct gw_live *lv, enum gw_live_end why);
+
+/* Hand a live stream (cursor in the ring, nothing unsent) to a fanout writer. @return 0 or -1. */
+static int stream_go_live(struct sse_stream *st)
+{
+    struct sse_src *s = &st->src[0];
+
+    memset(&st->lv, 0, sizeof(st->lv));
+    st->lv.fd = st->fd;
+    st->lv.ch = s->ch;
+    st->lv.cursor = &s->cursor;
+    st->lv.filter = &st->filter;
+    st->lv.fmt = st->fmtp;
+    st->lv.out = &st->out;
+    st->lv.done = stream_live_done;
+    return gw_fanout_adopt(st->gw->fanout, &st->lv);
+}
+
+/*
+ * One channel: replay, then live. A stream with its own socket goes to the
+ * fanout as soon as it is live. @return 1 when it did (it is not this
+ * thread's any more), 0 when the stream has ended.
+ */
+static int stream_run_one(struct sse_stream *st)
 {
     struct gw_metrics *m = st->gw->metrics;
     struct sse_src *s = &st->src[0];
-    struct gw_idfmt fmt, *f = NULL;
+    const struct gw_idfmt *f;
+    int to_fanout = st->fd >= 0 && st->gw->fanout;
 
     /* on /api/events the id is "0:<id>": nothing else moves */
+    st->fmtp = NULL;
     if (st->multi) {
-        if (st_idfmt(st, 0, &fmt) != STEP_OK)
-            return;
-        f = &fmt;
+        if (st_idfmt(st, 0, &st->fmt) != STEP_OK)
+            return 0;
+        st->fmtp = &st->fmt;
     } else if (st->mark_partial) {
-        memset(&fmt, 0, sizeof(fmt)); /* the stream id alone */
-        fmt.mark_partial = 1;
-        f = &fmt;
+        memset(&st->fmt, 0, sizeof(st->fmt)); /* the stream id alone */
+        st->fmt.mark_partial = 1;
+        st->fmtp = &st->fmt;
     }
+    f = st->fmtp;
     while (!gw_hub_stopping(st->gw->hub)) {
         struct gw_ring_pos pos = {0, {0, 0}};
         enum gw_poll p;
@@ -802,22 +890,28 @@ static void stream_run_one(struct sse_stream *st)
         if (s->start_pending || s->gap_check) {
             rc = src_prepare(st, s);
             if (rc != STEP_OK && (rc != STEP_REDIS || st_backoff(st) != STEP_OK))
-                return;
+                return 0;
             continue;
         }
+        /* with the fanout, no waiting here: nothing new means live */
         p = gw_channel_poll(s->ch, &s->cursor, &st->filter, f, NULL, &st->out, SSE_WRITE_MAX,
-                            st->next_ping, &n, &pos);
+                            to_fanout ? 0 : st->next_ping, &n, &pos);
         switch (p) {
         case GW_POLL_DATA:
             s->live = 1;
             if (st_flush(st) != STEP_OK)
-                return;
+                return 0;
             gw_metrics_add(&m->sse_events_sent, n);
             continue;
         case GW_POLL_TIMEOUT:
             s->live = 1;
+            if (to_fanout) {
+                if (stream_go_live(st) == 0)
+                    return 1;
+                return 0; /* stopping */
+            }
             if (st_ping(st) != STEP_OK)
-                return;
+                return 0;
             continue;
         case GW_POLL_BEHIND:
             if (s->live) {
@@ -832,16 +926,17 @@ static void stream_run_one(struct sse_stream *st)
             else if (rc == 0 && !pos.ready && (rc = st_wait(st, st->next_ping, 1)) == STEP_OK)
                 rc = st_ping_if_due(st); /* woken when the ring is set up */
             if (rc != STEP_OK && (rc != STEP_REDIS || st_backoff(st) != STEP_OK))
-                return;
+                return 0;
             continue;
         case GW_POLL_BAD:
             st_bad(st, s);
-            return;
+            return 0;
         case GW_POLL_STOP:
         case GW_POLL_ERROR:
-            return;
+            return 0;
         }
     }
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1004,6 +1099,8 @@ static void stream_free(struct sse_stream *st)
 {
     if (!st)
         return;
+    if (st->end)
+        st->end(st->gw, st->end_arg);
     for (unsigned i = 0; st->src && i < st->n; i++)
         src_drop_page(&st->src[i]);
     free(st->src);
@@ -1025,6 +1122,7 @@ static struct sse_stream *stream_new(struct gw_ctx *gw, struct mg_connection *co
     }
     st->gw = gw;
     st->conn = conn;
+    st->fd = -1;
     st->n = n;
     for (unsigned i = 0; i < n; i++)
         st->src[i].index = i;
@@ -1192,7 +1290,8 @@ static int stream_open(struct sse_stream *st)
     char cors[1200];
 
     gw_http_cors_headers(st->gw, cors, sizeof(cors));
-    mg_disable_connection_keep_alive(st->conn);
+    if (st->conn)
+        mg_disable_connection_keep_alive(st->conn);
     if (pc_buf_printf(&st->out,
                       "HTTP/1.1 200 OK\r\n"
                       "Content-Type: text/event-stream; charset=utf-8\r\n"
@@ -1206,7 +1305,71 @@ static int stream_open(struct sse_stream *st)
     return st_flush(st);
 }
 
-/* Take a client slot, subscribe, stream until the end, clean up. Frees @p st. @return the status.
+/* The end of a stream: leave the channels, give the slot back, close, free. */
+static void stream_finish(struct sse_stream *st, int nowake)
+{
+    struct gw_ctx *gw = st->gw;
+    struct gw_channel *chs[SSE_CHANNELS_MAX];
+
+    pc_debug("sse", "%s%s: stream closed", st->src[0].key, st->n > 1 ? " (and more)" : "");
+    /* the waiter leaves the channels before they may be freed */
+    gw_waiter_free(st->waiter);
+    st->waiter = NULL;
+    for (unsigned i = 0; i < st->n; i++)
+        chs[i] = st->src[i].ch;
+    if (nowake) /* a fanout writer: no Redis round trip */
+        for (unsigned i = 0; i < st->n; i++)
+            gw_hub_unsubscribe_nowake(gw->hub, chs[i]);
+    else
+        gw_hub_unsubscribe_many(gw->hub, chs, st->n);
+    if (st->on_worker)
+        atomic_fetch_sub(&gw->sse_on_workers, 1);
+    atomic_fetch_sub(&gw->metrics->sse_clients, 1);
+    if (st->fd >= 0)
+        close(st->fd);
+    stream_free(st);
+}
+
+/* Headers, then stream. @return 1 when the stream went live in the fanout, 0 when it ended. */
+static int stream_body(struct sse_stream *st)
+{
+    if (!st->opened) {
+        st->opened = 1;
+        if (stream_open(st) != STEP_OK)
+            return 0;
+    }
+    if (st->n > 1) {
+        stream_run_merge(st);
+        return 0;
+    }
+    return stream_run_one(st);
+}
+
+/* A stream thread (gw_fanout_spawn): serve until the stream ends or goes live. */
+static void stream_thread(void *arg)
+{
+    struct sse_stream *st = arg;
+
+    if (!stream_body(st))
+        stream_finish(st, 0);
+}
+
+/* A fanout writer lets go of a stream: back to a thread, or the end. */
+static void stream_live_done(struct gw_live *lv, enum gw_live_end why)
+{
+    struct sse_stream *st =
+        (struct sse_stream *)(void *)((char *)lv - offsetof(struct sse_stream, lv));
+
+    if (why == GW_LIVE_BEHIND && !gw_hub_stopping(st->gw->hub) &&
+        gw_fanout_spawn(st->gw->fanout, stream_thread, st) == 0)
+        return;
+    stream_finish(st, 1);
+}
+
+/*
+ * Take a client slot, subscribe, then stream: on a stream thread of its own
+ * once the socket is taken from civetweb, else here to the end. Frees @p st
+ * (or hands it on). @return the status.
  */
 static int stream_serve(struct sse_stream *st)
 {
@@ -1255,29 +1418,40 @@ static int stream_serve(struct sse_stream *st)
         st->ping_ms = (long long)gw->cfg->ping_interval_s * 1000;
         st->next_ping = pc_now_ms() + st->ping_ms;
         pc_debug("sse", "%s%s: stream opened", st->src[0].key, st->n > 1 ? " (and more)" : "");
-        if (stream_open(st) == STEP_OK) {
-            if (st->n > 1)
-                stream_run_merge(st);
-            else
-                stream_run_one(st);
+        if (gw->fanout && (st->fd = gw_http_take_socket(st->conn)) >= 0) {
+            st->conn = NULL;
+            if (gw_fanout_spawn(gw->fanout, stream_thread, st) == 0)
+                return status;
+            /* no thread to be had: this worker serves it */
+        } else if (atomic_fetch_add(&gw->sse_on_workers, 1) >= gw->worker_streams_max) {
+            /* civetweb keeps the socket: the stream holds this worker, and workers are few */
+            atomic_fetch_sub(&gw->sse_on_workers, 1);
+            gw_metrics_add(&m->sse_rejected, 1);
+            status = gw_http_error(st->conn, gw, 503, "Retry-After: 2\r\n",
+                                   "too many streams for the worker threads, retry later");
+        } else {
+            st->on_worker = 1;
         }
-        pc_debug("sse", "%s%s: stream closed", st->src[0].key, st->n > 1 ? " (and more)" : "");
     }
-    /* the waiter leaves the channels before they may be freed */
-    gw_waiter_free(st->waiter);
-    gw_hub_unsubscribe_many(gw->hub, chs, st->n);
-    atomic_fetch_sub(&m->sse_clients, 1);
-    stream_free(st);
+    if (status == 200 && stream_body(st))
+        return status; /* live in the fanout */
+    stream_finish(st, 0);
     return status;
 }
 
-int gw_sse_handle(struct gw_ctx *gw, struct mg_connection *conn, const char *channel)
+int gw_sse_handle(struct gw_ctx *gw, struct mg_connection *conn, const char *channel,
+                  gw_sse_end_cb end, void *end_arg)
 {
     struct sse_stream *st = stream_new(gw, conn, 1);
     int rc;
 
-    if (!st)
+    if (!st) {
+        if (end)
+            end(gw, end_arg);
         return gw_http_error(conn, gw, 500, NULL, "out of memory");
+    }
+    st->end = end;
+    st->end_arg = end_arg;
     snprintf(st->src[0].name, sizeof(st->src[0].name), "%s", channel);
     if ((rc = stream_parse(st)) != 0) {
         stream_free(st);
@@ -1286,19 +1460,27 @@ int gw_sse_handle(struct gw_ctx *gw, struct mg_connection *conn, const char *cha
     return stream_serve(st);
 }
 
-int gw_sse_handle_multi(struct gw_ctx *gw, struct mg_connection *conn)
+int gw_sse_handle_multi(struct gw_ctx *gw, struct mg_connection *conn, gw_sse_end_cb end,
+                        void *end_arg)
 {
     char(*names)[PC_CHANNEL_MAX + 1] = malloc(SSE_CHANNELS_MAX * sizeof(*names));
     struct sse_stream *st = NULL;
     unsigned n = 0;
     int rc;
 
-    if (!names)
+    if (!names) {
+        if (end)
+            end(gw, end_arg);
         return gw_http_error(conn, gw, 500, NULL, "out of memory");
+    }
     rc = parse_channels(conn, gw, &n, names);
     if (rc == 0 && !(st = stream_new(gw, conn, n)))
         rc = gw_http_error(conn, gw, 500, NULL, "out of memory");
+    if (rc != 0 && end)
+        end(gw, end_arg);
     if (rc == 0) {
+        st->end = end;
+        st->end_arg = end_arg;
         st->multi = 1;
         for (unsigned i = 0; i < n; i++)
             memcpy(st->src[i].name, names[i], sizeof(names[i]));

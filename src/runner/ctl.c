@@ -1,13 +1,18 @@
 /* ctl.c -- the control stream <prefix>:ctl:<runner id>.
  *
  * Entries: `type kill job <id> [signal TERM|KILL|INT|HUP]`,
- * `type stdin job <id> data <bytes>`, `type eof job <id>`. Messages for jobs
- * this runner does not run are ignored.
+ * `type stdin job <id> data <bytes> [credit <n>] [attempt <a>]`,
+ * `type eof job <id> [attempt <a>]`. Messages for jobs this runner does not
+ * run are ignored. `credit`: that many bytes of data were reserved in the
+ * job hash by a gateway (job.c "stdin"); `attempt`: the attempt they were
+ * accepted for (a later attempt ignores them: they were counted when the
+ * earlier one's stdin ended).
  *
  * Reading starts after the newest entry present at start (what `$` means,
  * without the gap `$` leaves between two XREAD calls): XREVRANGE gives that
  * id once, then XREAD BLOCK continues from the last id seen, also across
- * reconnects.
+ * reconnects. Entries read are trimmed (XTRIM MINID the last one read), so
+ * stdin data does not stay in Redis.
  */
 #include "runner.h"
 
@@ -41,6 +46,22 @@ static int parse_signal(const redisReply *f)
     return 0;
 }
 
+/* A decimal field: @return its value, 0 when absent, -1 when not a number in 0..max. */
+static long long field_num(const redisReply *f, long long max)
+{
+    long long v = 0;
+    if (f == NULL || (f->type == REDIS_REPLY_STRING && f->len == 0))
+        return 0;
+    if (f->type != REDIS_REPLY_STRING || f->len > 18)
+        return -1;
+    for (size_t i = 0; i < f->len; i++) {
+        if (f->str[i] < '0' || f->str[i] > '9')
+            return -1;
+        v = v * 10 + (f->str[i] - '0');
+    }
+    return v <= max ? v : -1;
+}
+
 static void ctl_message(struct runner *rn, const redisReply *id, const redisReply *fields)
 {
     const redisReply *type = rn_field(fields, "type");
@@ -71,9 +92,18 @@ static void ctl_message(struct runner *rn, const redisReply *id, const redisRepl
             pc_warn("ctl", "control message %s: stdin without data; ignored", id->str);
             return;
         }
-        job_stdin(j, d->str, d->len, 0);
+        long long credit = field_num(rn_field(fields, "credit"), (long long)d->len);
+        long long attempt = field_num(rn_field(fields, "attempt"), 1000000000);
+        if (credit < 0 || attempt < 0) {
+            pc_warn("ctl", "control message %s: invalid credit or attempt; taken as untagged",
+                    id->str);
+            credit = credit < 0 ? 0 : credit;
+            attempt = attempt < 0 ? 0 : attempt;
+        }
+        job_stdin(j, d->str, d->len, 0, (size_t)credit, (int)attempt);
     } else if (field_is(type, "eof")) {
-        job_stdin(j, NULL, 0, 1);
+        long long attempt = field_num(rn_field(fields, "attempt"), 1000000000);
+        job_stdin(j, NULL, 0, 1, 0, attempt < 0 ? 0 : (int)attempt);
     } else {
         pc_warn("ctl", "control message %s: unknown type; ignored", id->str);
     }
@@ -122,7 +152,7 @@ static void read_cb(redisAsyncContext *ac, void *r, void *priv)
         ctl_next(rn);
         return;
     }
-    if (reply->type == REDIS_REPLY_ARRAY) {
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0) {
         for (size_t i = 0; i < reply->elements; i++) {
             const redisReply *st = reply->element[i];
             if (st->type != REDIS_REPLY_ARRAY || st->elements < 2 ||
@@ -138,6 +168,9 @@ static void read_cb(redisAsyncContext *ac, void *r, void *priv)
                 ctl_message(rn, e->element[0], e->element[1]);
             }
         }
+        /* only this runner reads its stream: what it read (stdin data) need not stay in Redis */
+        const char *t[] = {"XTRIM", rn->key_ctl, "MINID", rn->ctl_last};
+        rconn_cmd(&rn->ctl, NULL, NULL, 4, t, NULL);
     }
     ctl_next(rn);
 }

@@ -2,10 +2,18 @@
  *
  *   FETCH ----> RUN ---------> ENDING ------> EXITING ----> FINAL ----> freed
  *   HGETALL     process,       process        `exit`        HSET end,   (XACK
- *   validate    pipes read     reaped, pipes  queued        EXPIRE,      acknowledged)
- *   spawn       to EOF         at EOF; wait                 XACK
- *                              for the queue      |
- *                              to drain           +--> BACKOFF --> RUN (on-failure restart)
+ *   validate    pipes read     exited, pipes  queued        EXPIRE,      acknowledged)
+ *   spawn       to EOF         at EOF; group                XACK
+ *                              killed, leader     |
+ *                              reaped; wait       +--> BACKOFF --> RUN (on-failure restart)
+ *                              for the queue
+ *                              to drain
+ *
+ * Process groups: each attempt runs in a process group of its own, which its
+ * child registers with the runner's guard before exec (guard.h). The attempt
+ * ends when the leader has exited and the output is at EOF; then whatever is
+ * left of the group is SIGKILLed, the group is unregistered, and only then is
+ * the leader reaped (job_end_group).
  *
  * Everything a job writes to Redis goes through its queue: RESP-encoded
  * commands, sent in order on the `cmd` connection and kept until Redis
@@ -39,10 +47,15 @@ static void job_try_exit(struct job *j);
 static void job_start_attempt(struct job *j);
 static void job_fail(struct job *j, const char *msg);
 
-/* The running transition refuses a job cancelled while it was being started. */
+#define RN_STR_(x) #x
+#define RN_STR(x) RN_STR_(x)
+
+/* The running transition refuses a job cancelled while it was being started; it opens the
+ * attempt's stdin to gateways (see "stdin"). */
 static const char SCRIPT_RUNNING[] =
     "if redis.call('HGET', KEYS[1], 'cancel') == '1' then return 0 end "
-    "redis.call('HSET', KEYS[1], unpack(ARGV)) return 1";
+    "redis.call('HDEL', KEYS[1], 'stdin_closed') "
+    "redis.call('HSET', KEYS[1], 'stdin_max', '" RN_STR(RN_STDIN_MAX) "', unpack(ARGV)) return 1";
 
 /* Give a job that was never started back to the queue (the runner is stopping). */
 static const char SCRIPT_REQUEUE[] =
@@ -541,7 +554,65 @@ static int stream_open(struct job_stream *s, struct job *j, const char *event, i
     return 0;
 }
 
-/* ------------------------------------------------------------ stdin */
+/* ------------------------------------------------------------ stdin
+ *
+ * Flow control with the gateways (docs/jobs.md "Stdin"): a gateway reserves
+ * room before it queues a `stdin` control message. In one script it adds the
+ * body's length to the hash's stdin_accepted, only while stdin_accepted -
+ * stdin_written - stdin_dropped stays within stdin_max (RN_STDIN_MAX, set by
+ * the running transition), and tags the message `credit <n> attempt <a>`. So
+ * a credited byte always has room here: credited bytes are never refused.
+ *
+ * As credited bytes reach the pipe, stdin_written is set, once per write
+ * burst, to the job's running total (an absolute value: sent again after a
+ * reconnect it does no harm). When the attempt's stdin ends here (eof
+ * written, the job closed its stdin, the attempt ended), SCRIPT_STDIN_END
+ * sets stdin_closed (gateways take no more bytes), counts what was accepted
+ * but not written (buffered here, or still in the control stream) as
+ * stdin_dropped and says so in a `stderr` entry of the channel. Credited
+ * messages of that attempt that arrive later were counted there: ignored.
+ *
+ * Bytes without credit (the request's `stdin` text, control messages of other
+ * producers) are kept apart, up to RN_STDIN_MAX; when they do not fit or
+ * cannot be written the channel is told too. In the buffer they count as the
+ * first bytes, so written credit is never given back before its bytes left.
+ */
+
+/* KEYS: job hash, channel stream. ARGV: written total ("" = the hash's: a lost job),
+ * uncredited bytes lost, stdin_closed value, text after "pipecast: <n>", MAXLEN ("0": none).
+ * @return the bytes told lost. */
+static const char SCRIPT_STDIN_END[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end "
+    "local h = redis.call('HMGET', KEYS[1], 'stdin_accepted', 'stdin_written', 'stdin_dropped', "
+    "'stdin_closed') "
+    "local acc = tonumber(h[1]) or 0 "
+    "local w = tonumber(ARGV[1]) or tonumber(h[2]) or 0 "
+    "local old = tonumber(h[3]) or 0 "
+    "local drop = acc - w "
+    "if drop < old then drop = old end "
+    "if h[1] then redis.call('HSET', KEYS[1], 'stdin_written', tostring(w), 'stdin_dropped', "
+    "tostring(drop)) end "
+    "if not h[4] then redis.call('HSET', KEYS[1], 'stdin_closed', ARGV[3]) end "
+    "local lost = drop - old + tonumber(ARGV[2]) "
+    "if lost > 0 then "
+    "  local a = {'XADD', KEYS[2]} "
+    "  if ARGV[5] ~= '0' then a[3] = 'MAXLEN' a[4] = '~' a[5] = ARGV[5] end "
+    "  a[#a + 1] = '*' a[#a + 1] = 'event' a[#a + 1] = 'stderr' a[#a + 1] = 'data' "
+    "  a[#a + 1] = 'pipecast: ' .. tostring(lost) .. ARGV[4] "
+    "  redis.call(unpack(a)) "
+    "end "
+    "return lost";
+
+/* Tell the channel (and the log) that @p n uncredited bytes were not written. */
+static void in_tell_lost(struct job *j, size_t n, const char *why)
+{
+    char msg[200];
+    pc_warn("job", "job %s: %zu bytes of stdin not written: %s", j->id, n, why);
+    if (!j->have_channel || (j->phase != JP_RUN && j->phase != JP_ENDING && j->phase != JP_BACKOFF))
+        return; /* after `exit`: the log only */
+    snprintf(msg, sizeof(msg), "pipecast: %zu bytes of stdin were not written: %s", n, why);
+    q_event(j, ENT_KEEP, "stderr", msg, strlen(msg), 0);
+}
 
 static void in_close(struct job *j)
 {
@@ -553,7 +624,69 @@ static void in_close(struct job *j)
         close(j->in_fd);
         j->in_fd = -1;
     }
+    if (j->in_open)
+        j->in_plain_lost += (long long)(j->in.len - j->in_credit);
     pc_buf_reset(&j->in);
+    j->in_credit = 0;
+}
+
+/* Queue SCRIPT_STDIN_END (see above); @p written NULL: take the hash's (a lost job). */
+static void in_send_end(struct job *j, const char *written, const char *closed, const char *text)
+{
+    char lost[24], mx[24];
+    snprintf(lost, sizeof(lost), "%lld", j->in_plain_lost);
+    snprintf(mx, sizeof(mx), "%lld", j->rn->o.maxlen > 0 ? j->rn->o.maxlen : 0);
+    j->in_plain_lost = 0;
+    j->in_written_tx = j->in_written;
+    const char *a[] = {
+        "EVAL", SCRIPT_STDIN_END, "2",  j->hkey, j->key, written != NULL ? written : "",
+        lost,   closed,           text, mx};
+    q_cmd(j, ENT_KEEP, (int)(sizeof(a) / sizeof(a[0])), a, NULL);
+}
+
+/*
+ * The attempt's stdin ends here for good (@p closed: the stdin_closed value,
+ * @p text: why, for the channel): drop what is buffered and account for it in
+ * Redis. @return 1 when something was queued.
+ */
+static int in_end(struct job *j, const char *closed, const char *text)
+{
+    char written[24];
+    if (j->in.len > 0)
+        pc_info("job", "job %s: stdin ends (%s); %zu bytes not written", j->id, closed, j->in.len);
+    in_close(j);
+    if (!j->in_open || !j->have_channel)
+        return 0;
+    j->in_open = 0;
+    snprintf(written, sizeof(written), "%lld", j->in_written);
+    in_send_end(j, written, closed, text);
+    return 1;
+}
+
+/* Before `exit`: the stdin of the attempt (or of a lost job) is accounted. @return 1: queued. */
+static int in_attempt_end(struct job *j)
+{
+    if (j->kind == JK_LOST) {
+        if (j->in_lost_told || !j->have_channel)
+            return 0;
+        j->in_lost_told = 1;
+        in_send_end(j, NULL, "lost",
+                    " bytes of stdin were not confirmed written: the job's runner was lost");
+        return 1;
+    }
+    return in_end(j, "ended", " bytes of stdin were not written: the job ended first");
+}
+
+/* Give written credit back (once per write burst): the absolute total, so resending is safe. */
+static void in_sync(struct job *j)
+{
+    char v[24];
+    if (!j->in_open || j->in_written == j->in_written_tx)
+        return;
+    j->in_written_tx = j->in_written;
+    snprintf(v, sizeof(v), "%lld", j->in_written);
+    const char *a[] = {"HSET", j->hkey, "stdin_written", v};
+    q_cmd(j, ENT_PLAIN, 4, a, NULL);
 }
 
 static void in_kick(struct job *j)
@@ -568,8 +701,21 @@ static void in_kick(struct job *j)
     if (j->in_eof) {
         if (j->plan.pty)
             pc_debug("job", "job %s: eof on a pty: closing our side of stdin only", j->id);
-        in_close(j);
+        in_end(j, "eof", " bytes of stdin were not written: they never reached the runner");
     }
+}
+
+/* The pipe broke because the job is ending (killed, or its process exited), not because it
+ * closed its stdin while it goes on: the words for the channel. */
+static int in_proc_ending(struct job *j)
+{
+    siginfo_t si;
+    if (j->exited || j->kill_reason != JR_NONE)
+        return 1;
+    memset(&si, 0, sizeof(si));
+    return j->proc.pid > 0 &&
+           waitid(P_PID, (id_t)j->proc.pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+           si.si_pid != 0;
 }
 
 static void in_write_cb(evutil_socket_t fd, short what, void *arg)
@@ -579,35 +725,90 @@ static void in_write_cb(evutil_socket_t fd, short what, void *arg)
     while (j->in.len > 0) {
         ssize_t w = write(fd, j->in.data, j->in.len);
         if (w > 0) {
+            /* uncredited bytes count as the first ones: credit is never given back early */
+            size_t plain = j->in.len - j->in_credit;
+            size_t c = (size_t)w > plain ? (size_t)w - plain : 0;
+            j->in_credit -= c;
+            j->in_written += (long long)c;
             pc_buf_consume(&j->in, (size_t)w);
             continue;
         }
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
+            break;
         if (w < 0 && errno == EINTR)
             continue;
-        pc_info("job", "job %s: stdin closed by the job (%s); %zu bytes not written", j->id,
-                w < 0 ? strerror(errno) : "short write", j->in.len);
-        in_close(j);
+        pc_info("job", "job %s: stdin closed by the job (%s)", j->id,
+                w < 0 ? strerror(errno) : "short write");
+        if (in_proc_ending(j))
+            in_end(j, "ended", " bytes of stdin were not written: the job ended first");
+        else
+            in_end(j, "closed", " bytes of stdin were not written: the job closed its stdin");
         return;
     }
-    in_kick(j);
+    in_sync(j);
+    if (j->in.len == 0)
+        in_kick(j);
 }
 
-void job_stdin(struct job *j, const char *data, size_t len, int eof)
+/* Set up the stdin of a new attempt (its pipe in j->in_fd). @return 0 or -1 (out of memory). */
+static int in_start(struct job *j)
 {
+    j->in_eof = 0;
+    j->in_credit = 0;
+    j->in_plain_lost = 0;
+    j->in_open = 1;
+    pc_buf_reset(&j->in);
+    if (j->in_fd < 0)
+        return 0;
+    /* credited bytes up to RN_STDIN_MAX, uncredited ones (the request's text first) apart */
+    j->in.max = 2 * (size_t)RN_STDIN_MAX + j->plan.stdin_len;
+    j->in_ev = event_new(j->rn->base, j->in_fd, EV_WRITE | EV_PERSIST, in_write_cb, j);
+    if (j->in_ev == NULL)
+        return -1;
+    if (j->plan.stdin_len > 0 && pc_buf_append(&j->in, j->plan.stdin_data, j->plan.stdin_len) != 0)
+        return -1;
+    in_kick(j);
+    return 0;
+}
+
+void job_stdin(struct job *j, const char *data, size_t len, int eof, size_t credit, int attempt)
+{
+    const char *what = eof ? (len > 0 ? "data and eof" : "eof") : "data";
+    if (credit > len)
+        credit = len;
+    if (attempt > 0 && attempt != j->attempt) {
+        /* accepted for an earlier attempt: counted when that attempt's stdin ended */
+        pc_debug("job", "job %s: stdin %s of attempt %d ignored (attempt %d runs)", j->id, what,
+                 attempt, j->attempt);
+        return;
+    }
     if (j->phase != JP_RUN || j->in_fd < 0) {
-        pc_warn("job", "job %s: stdin %s ignored: %s", j->id, eof ? "eof" : "data",
-                j->phase != JP_RUN ? "the job is not running" : "stdin is closed");
+        /* credited bytes are counted by the end of this attempt's stdin; tell the others */
+        if (len > credit)
+            in_tell_lost(j, len - credit,
+                         j->phase != JP_RUN ? "the job is not running" : "its stdin is closed");
+        else
+            pc_debug("job", "job %s: stdin %s ignored: %s", j->id, what,
+                     j->phase != JP_RUN ? "the job is not running" : "stdin is closed");
         return;
     }
-    if (len > 0 && pc_buf_append(&j->in, data, len) != 0) {
-        pc_warn("job", "job %s: stdin buffer full (%zu bytes waiting, max %zu): %zu bytes refused",
-                j->id, j->in.len, j->in.max, len);
-        if (eof)
-            pc_warn("job", "job %s: eof refused with them", j->id);
+    size_t plain = j->in.len - j->in_credit;
+    if (credit == 0 && plain + len > RN_STDIN_MAX) {
+        in_tell_lost(j, len, "the runner's buffer for stdin without credit is full");
         return;
     }
+    int rc = len > 0 ? pc_buf_append(&j->in, data, len) : 0;
+    if (rc != 0) {
+        /* full: only when a producer claims credit no gateway reserved, so tell it all; out of
+         * memory: the credited part is counted when this attempt's stdin ends */
+        pc_error("job", "job %s: stdin: %zu bytes refused (%s; %zu waiting, %zu with credit)",
+                 j->id, len, pc_strerror(rc), j->in.len, j->in_credit);
+        if (rc == PC_ETOOBIG || len > credit)
+            in_tell_lost(j, rc == PC_ETOOBIG ? len : len - credit,
+                         rc == PC_ETOOBIG ? "the runner's stdin buffer is full" : "out of memory");
+        return;
+    }
+    j->in_credit += credit;
     if (eof)
         j->in_eof = 1;
     in_kick(j);
@@ -794,8 +995,9 @@ void job_free(struct job *j)
     if (j == NULL)
         return;
     struct runner *rn = j->rn;
-    if (j->phase == JP_RUN && j->proc.pid > 0 && !j->reaped) {
-        /* only when the runner gives up: nothing may outlive it unreported */
+    if (j->phase == JP_RUN && j->proc.pid > 0) {
+        /* only when the runner gives up: nothing may outlive it unreported (the guard, still
+         * holding the group, kills it again when the runner closes it) */
         pc_proc_kill(&j->proc, SIGKILL);
     }
     job_attempt_cleanup(j);
@@ -1043,7 +1245,7 @@ static void job_start_attempt(struct job *j)
     struct pc_spawn_opts o;
 
     j->attempt++;
-    j->reaped = 0;
+    j->exited = 0;
     j->wstatus = 0;
     j->kill_reason = JR_NONE;
     j->reason = JR_NONE;
@@ -1059,8 +1261,10 @@ static void job_start_attempt(struct job *j)
     o.drop_user = rn->o.drop_user;
     o.uid = rn->o.uid;
     o.gid = rn->o.gid;
-    o.die_with_parent =
-        1; /* a runner killed with -9: its jobs are reported lost, not left running */
+    /* a runner killed with -9: its jobs are reported lost, not left running. The leader dies
+     * at once; the guard kills the rest of the group */
+    o.die_with_parent = 1;
+    o.guard = rn->guard.fd >= 0 ? &rn->guard : NULL;
     j->t_start = pc_now_ms();
     if (pc_spawn(&o, &j->proc, err, sizeof(err)) != 0) {
         j->t_end = j->t_start;
@@ -1079,20 +1283,7 @@ static void job_start_attempt(struct job *j)
     j->proc.err_fd = -1;
     j->in_fd = j->proc.in_fd;
     j->proc.in_fd = -1;
-    j->in_eof = 0;
-    pc_buf_reset(&j->in);
-    if (j->in_fd >= 0) {
-        j->in_ev = event_new(rn->base, j->in_fd, EV_WRITE | EV_PERSIST, in_write_cb, j);
-        bad |= j->in_ev == NULL;
-        if (j->plan.stdin_len > 0) {
-            /* the request's stdin text may exceed the control buffer's maximum */
-            if (j->in.max < j->plan.stdin_len)
-                j->in.max = j->plan.stdin_len;
-            bad |= pc_buf_append(&j->in, j->plan.stdin_data, j->plan.stdin_len) != 0;
-        }
-        if (!bad)
-            in_kick(j);
-    }
+    bad |= in_start(j) != 0;
     if (bad) {
         pc_error("job", "job %s: out of memory setting up its pipes; killing it", j->id);
         job_kill(j, SIGKILL, JR_KILLED);
@@ -1126,10 +1317,9 @@ static void job_start_attempt(struct job *j)
         job_kill(j, SIGTERM, JR_KILLED);
 }
 
-void job_reaped(struct job *j, int wstatus)
+void job_exited(struct job *j)
 {
-    j->reaped = 1;
-    j->wstatus = wstatus;
+    j->exited = 1;
     j->t_end = pc_now_ms();
     evtimer_del(j->timeout_ev);
     if (!j->out.eof || !j->err.eof) {
@@ -1139,10 +1329,43 @@ void job_reaped(struct job *j, int wstatus)
     job_check_end(j);
 }
 
+/*
+ * The attempt is over: SIGKILL what is left of its process group, unregister
+ * the group from the guard, then reap the leader. Until that reap the
+ * leader's zombie keeps its pid -- the group's id -- from being reused, so
+ * neither this kill nor the guard can reach an unrelated group that got the
+ * same id. Leftovers are killed like systemd's KillMode=control-group does
+ * when a service's main process exits: background processes that outlive the
+ * job are reported nowhere, and would outlive the runner too. (Those that
+ * still hold the job's output got --kill-grace seconds to finish it, see
+ * linger_cb.)
+ */
+static void job_end_group(struct job *j)
+{
+    struct runner *rn = j->rn;
+    pid_t pid = j->proc.pid, w;
+    int st = 0;
+
+    pc_debug("job", "job %s: SIGKILL to what is left of process group %ld", j->id, (long)pid);
+    if (kill(-pid, SIGKILL) != 0 && errno != ESRCH)
+        pc_warn("job", "job %s: kill process group %ld: %s", j->id, (long)pid, strerror(errno));
+    if (rn->guard.fd >= 0 && pc_guard_del(&rn->guard, pid) != 0)
+        pc_warn("job", "job %s: guard: unregistering process group %ld: %s", j->id, (long)pid,
+                strerror(errno));
+    while ((w = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
+        ;
+    if (w != pid) {
+        pc_error("job", "job %s: waitpid %ld: %s", j->id, (long)pid, strerror(errno));
+        st = 0;
+    }
+    j->wstatus = st;
+}
+
 static void job_check_end(struct job *j)
 {
-    if (j->phase != JP_RUN || !j->reaped || !j->out.eof || !j->err.eof)
+    if (j->phase != JP_RUN || !j->exited || !j->out.eof || !j->err.eof)
         return;
+    job_end_group(j);
     int st = j->wstatus;
     j->code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     j->signal = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
@@ -1160,6 +1383,8 @@ static void job_try_exit(struct job *j)
 {
     if (j->phase != JP_ENDING || j->q_n > 0)
         return;
+    if (in_attempt_end(j))
+        return; /* the end of its stdin goes first: tried again once Redis took it */
     j->phase = JP_EXITING;
     long long dur = j->t_end - j->t_start;
     if (j->reason == JR_LOST)

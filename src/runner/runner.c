@@ -281,27 +281,119 @@ static void cmd_on_down(struct rconn *rc)
     rn->claim_busy = 0;
 }
 
-/* ------------------------------------------------------------ children */
+/* ------------------------------------------------------------ children
+ *
+ * Every child of the runner is the leader of a job's process group, or the
+ * guard. A leader that exits is not reaped here: job.c reaps it at the end of
+ * its attempt, after killing what is left of its group, so that its zombie
+ * keeps the group's id from being reused until then (job_end_group). So
+ * waitid(WNOWAIT) only looks: the first exited child it names is a leader
+ * just exited (told to its job, which may end and reap it at once), or one
+ * whose job still waits for its output -- then each running leader is asked
+ * in turn.
+ */
+
+static void guard_check(struct runner *rn);
+
+static struct job *leader_of(struct runner *rn, pid_t pid)
+{
+    for (struct job *j = rn->jobs_head; j != NULL; j = j->next)
+        if (j->phase == JP_RUN && j->proc.pid == pid)
+            return j;
+    return NULL;
+}
+
+/* A leader that exited but is not reaped hides the children behind it from waitid(P_ALL). */
+static void chld_scan(struct runner *rn)
+{
+    for (struct job *j = rn->jobs_head, *next; j != NULL; j = next) {
+        next = j->next;
+        siginfo_t si;
+        memset(&si, 0, sizeof(si));
+        if (j->phase == JP_RUN && j->proc.pid > 0 && !j->exited &&
+            waitid(P_PID, (id_t)j->proc.pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+            si.si_pid == j->proc.pid)
+            job_exited(j);
+    }
+}
 
 static void chld_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct runner *rn = arg;
     (void)fd;
     (void)what;
+    guard_check(rn);
     for (;;) {
+        siginfo_t si;
         int st;
-        pid_t pid = waitpid(-1, &st, WNOHANG);
-        if (pid <= 0)
+        memset(&si, 0, sizeof(si));
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid <= 0)
             break;
-        struct job *j;
-        for (j = rn->jobs_head; j != NULL; j = j->next)
-            if (j->phase == JP_RUN && j->proc.pid == pid && !j->reaped)
+        if (si.si_pid == rn->guard.pid) {
+            guard_check(rn);
+            if (rn->guard.pid == si.si_pid)
+                break; /* cannot be: it was just reaped */
+            continue;
+        }
+        struct job *j = leader_of(rn, si.si_pid);
+        if (j == NULL) {
+            /* no job's leader: its zombie pins nothing of ours */
+            if (waitpid(si.si_pid, &st, WNOHANG) != si.si_pid)
                 break;
-        if (j != NULL)
-            job_reaped(j, st);
-        else
-            pc_debug("runner", "reaped unknown child %ld", (long)pid);
+            pc_debug("runner", "reaped child %ld", (long)si.si_pid);
+            continue;
+        }
+        if (j->exited) {
+            chld_scan(rn);
+            break;
+        }
+        job_exited(j);
     }
+}
+
+/* ------------------------------------------------------------ the guard */
+
+/* Start a guard and register the groups of the running jobs with it. @return 0 or -1. */
+static int guard_start(struct runner *rn)
+{
+    char err[300];
+    int n = 0;
+    if (pc_guard_start(&rn->guard, (size_t)rn->o.slots, err, sizeof(err)) != 0) {
+        pc_error("runner", "%s: the process groups of jobs would outlive a crash of this runner",
+                 err);
+        return -1;
+    }
+    for (struct job *j = rn->jobs_head; j != NULL; j = j->next)
+        if (j->phase == JP_RUN && j->proc.pid > 0 && pc_guard_add(&rn->guard, j->proc.pid) == 0)
+            n++;
+    pc_info("runner",
+            "guard pid %ld: SIGKILLs the process groups of running jobs if this runner dies "
+            "(up to %d groups; %d registered)",
+            (long)rn->guard.pid, rn->o.slots, n);
+    return 0;
+}
+
+/* Has the guard died (SIGCHLD, and every second)? Say so loudly and start a new one. */
+static void guard_check(struct runner *rn)
+{
+    char how[64];
+    pid_t was = rn->guard.pid;
+    int st = 0;
+    if (was <= 0) {
+        guard_start(rn); /* the last attempt failed: again */
+        return;
+    }
+    if (pc_guard_check(&rn->guard, &st) != 1)
+        return;
+    if (WIFSIGNALED(st))
+        snprintf(how, sizeof(how), "was killed by signal %d", WTERMSIG(st));
+    else
+        snprintf(how, sizeof(how), "exited with status %d", WEXITSTATUS(st));
+    pc_error("runner",
+             "guard pid %ld %s; starting a new one (until then the process groups of running "
+             "jobs would outlive a crash of this runner)",
+             (long)was, how);
+    guard_start(rn);
 }
 
 /* ------------------------------------------------------------ shutdown */
@@ -412,6 +504,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     rconn_watchdog(&rn->cmd, now);
     rconn_watchdog(&rn->jobs, now);
     rconn_watchdog(&rn->ctl, now);
+    guard_check(rn);
     rn_intake(rn);
     ctl_next(rn);
     rn_check_done(rn);
@@ -449,6 +542,9 @@ static void runner_free(struct runner *rn)
         rn->final_sent = 1;
         job_free(rn->jobs_head);
     }
+    /* EOF for the guard: it kills whatever group is still registered (none after a clean stop) */
+    if (pc_guard_stop(&rn->guard, 2000) != 0)
+        pc_warn("runner", "guard pid %ld did not exit", (long)rn->guard.pid);
     struct event *evs[] = {rn->sig_term, rn->sig_int,  rn->sig_chld, rn->tick_ev,
                            rn->hb_ev,    rn->claim_ev, rn->grace_ev, rn->intake_retry};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
@@ -472,6 +568,7 @@ int rn_run(struct rn_opts *o)
     }
     rn->o = *o;
     rn->started_ms = pc_wall_ms();
+    pc_guard_init(&rn->guard);
     if (o->config != NULL) {
         rn->tmpl = pc_tmpl_set_load(o->config, err, sizeof(err));
         if (rn->tmpl == NULL) {
@@ -485,6 +582,13 @@ int rn_run(struct rn_opts *o)
     snprintf(rn->key_ctl, sizeof(rn->key_ctl), "%s:ctl:%s", o->prefix, o->id);
     snprintf(rn->key_hb, sizeof(rn->key_hb), "%s:runner:%s", o->prefix, o->id);
 
+    /* Forked before the event loop and the connections exist: the guard inherits nothing of
+     * them (it closes every fd but its socket and stderr anyway). */
+    if (guard_start(rn) != 0) {
+        fprintf(stderr, "pipecast-runner: cannot start the guard process\n");
+        runner_free(rn);
+        return 1;
+    }
     rn->rbuf = malloc(RN_READ_CHUNK);
     rn->base = event_base_new();
     if (rn->rbuf == NULL || rn->base == NULL || rn->tmpl_desc == NULL) {

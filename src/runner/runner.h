@@ -23,6 +23,7 @@
 
 #include "pipecast/buf.h"
 #include "pipecast/channel.h"
+#include "pipecast/guard.h"
 #include "pipecast/id.h"
 #include "pipecast/redis.h"
 #include "pipecast/spawn.h"
@@ -38,7 +39,7 @@
 #define RN_JOB_Q_MAX 1024            /* commands queued (sent or not) per job */
 #define RN_JOB_Q_BYTES (4u << 20)    /* bytes queued per job */
 #define RN_TOTAL_Q_BYTES (48u << 20) /* bytes queued over all jobs */
-#define RN_STDIN_MAX (1u << 20)      /* bytes waiting to be written to a job's stdin */
+#define RN_STDIN_MAX 1048576         /* stdin accepted, not yet written (job.c "stdin") */
 #define RN_READ_CHUNK (64 * 1024)    /* one read() of a job's pipe */
 #define RN_ENTRY_ATTEMPTS 5 /* an output entry Redis refuses this often is dropped (counted) */
 
@@ -182,19 +183,26 @@ struct job {
 
     /* the current attempt */
     struct pc_proc proc;
-    int reaped;
-    int wstatus;
+    int exited;  /* the leader has exited; its zombie is reaped only at the attempt's end (it
+                    keeps the process-group id from being reused until then, see job_end_group) */
+    int wstatus; /* of the leader, once reaped */
     long long t_start, t_end; /* monotonic ms */
     struct job_stream out, err;
     struct event *timeout_ev, *grace_ev, *linger_ev, *restart_ev;
     enum job_reason kill_reason;
     int paused;
 
-    /* stdin */
-    struct pc_buf in;
+    /* stdin (job.c "stdin": flow control with the gateways) */
+    struct pc_buf in; /* waiting for the pipe; the uncredited bytes count as the first ones */
     int in_fd;
     int in_eof;
     struct event *in_ev;
+    int in_open;             /* this attempt's stdin end is not yet sent to Redis */
+    int in_lost_told;        /* JK_LOST: the stdin end was sent */
+    size_t in_credit;        /* credited bytes in `in` */
+    long long in_written;    /* credited bytes written to the job, all attempts (stdin_written) */
+    long long in_written_tx; /* ... the last total queued for Redis */
+    long long in_plain_lost; /* uncredited bytes not written, not told yet */
 
     /* outcome */
     enum job_reason reason;
@@ -216,9 +224,12 @@ struct job *job_new_lost(struct runner *rn, const char *entry_id, const char *jo
 void job_free(struct job *j);
 /* The cmd connection is (again) up: resend what is unacknowledged, redo fetches. */
 void job_on_cmd_up(struct job *j);
-void job_reaped(struct job *j, int wstatus);
+/* The leader of the job's process group has exited (it is a zombie, not reaped yet). */
+void job_exited(struct job *j);
 void job_kill(struct job *j, int sig, enum job_reason why);
-void job_stdin(struct job *j, const char *data, size_t len, int eof);
+/* A control message: @p data to the job's stdin (@p credit of its bytes reserved by a gateway),
+ * then eof if @p eof; @p attempt 0 for an untagged message. */
+void job_stdin(struct job *j, const char *data, size_t len, int eof, size_t credit, int attempt);
 /* Resume reading if the queue went below the marks. */
 void job_maybe_resume(struct job *j);
 /* The runner is stopping and this job was not started yet: give it back to the queue. */
@@ -276,6 +287,11 @@ struct runner {
     long long stop_ms;
 
     char *rbuf; /* RN_READ_CHUNK bytes for pipe reads */
+
+    /* kills the process groups of running jobs if the runner dies (guard.h); at most `slots`
+     * groups at once: a job holds a slot and has one group at a time, unregistered at the end
+     * of each attempt */
+    struct pc_guard guard;
 
     struct event *sig_term, *sig_int, *sig_chld;
     struct event *tick_ev;      /* 1 s: watchdogs */

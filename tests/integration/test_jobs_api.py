@@ -11,7 +11,8 @@ involved, so this checks the gateway's own behaviour, byte for byte in Redis.
 - GET /api/jobs: newest first, pagination walks everything once (index and session paths),
   status filter, bad query values -> 400.
 - GET / DELETE /api/jobs/<id>, POST .../stdin: 400 bad id, 404 unknown, 409 ended / not
-  running, 413 body too large; kill and stdin become entries of pc:ctl:<runner>.
+  running / after eof, 413 body too large; kill and stdin become entries of pc:ctl:<runner>
+  (stdin with its credit and attempt, counted in stdin_accepted).
 - DELETE /api/sessions/<s>: cancels queued jobs, sends kill for running ones, {"killed": N}.
 - GET /api/runners (+ "free"), GET /api/templates merged across two runners.
 - 405 / 404 / OPTIONS, per-endpoint request metrics, clean gateway exit."""
@@ -342,13 +343,21 @@ def main():
     check_eq((res.status, res.json()), (202, {"written": len(data)}), "POST stdin")
     res = post(raw=b"last", path="/api/jobs/%s/stdin?eof=1" % run_id)
     check_eq((res.status, res.json()), (202, {"written": 4}), "POST stdin?eof=1")
-    res = post(raw=b"", path="/api/jobs/%s/stdin?eof=1" % run_id)
-    check_eq((res.status, res.json()), (202, {"written": 0}), "POST empty stdin?eof=1")
+    check_json_error(post(raw=b"", path="/api/jobs/%s/stdin?eof=1" % run_id), 409,
+                     "POST stdin?eof=1 after eof")
+    check_json_error(post(raw=b"x", path="/api/jobs/%s/stdin" % run_id), 409,
+                     "POST stdin after eof")
+    # data carries its credit (reserved in the hash: docs/jobs.md "Stdin flow control")
     check_eq([f for _, f in ctl(ra)],
-             [{"type": b"stdin", "job": run_id.encode(), "data": data},
-              {"type": b"stdin", "job": run_id.encode(), "data": b"last"},
-              {"type": b"eof", "job": run_id.encode()},
-              {"type": b"eof", "job": run_id.encode()}], "stdin / eof control messages")
+             [{"type": b"stdin", "job": run_id.encode(), "data": data,
+               "credit": b"%d" % len(data), "attempt": b"1"},
+              {"type": b"stdin", "job": run_id.encode(), "data": b"last", "credit": b"4",
+               "attempt": b"1"},
+              {"type": b"eof", "job": run_id.encode(), "attempt": b"1"}],
+             "stdin / eof control messages")
+    h = pctest.job_hash(r, run_id)
+    check_eq((h.get("stdin_accepted"), h.get("stdin_closed")), (str(len(data) + 4), "eof"),
+             "stdin_accepted / stdin_closed in the job hash")
     check_json_error(post(raw=b"x", path="/api/jobs/%s/stdin" % queued_id), 409,
                      "stdin of a queued job")
     check_json_error(post(raw=b"x", path="/api/jobs/%s/stdin" % end_id), 409,
@@ -379,7 +388,7 @@ def main():
     for method, path in (("PUT", "/api/jobs"), ("DELETE", "/api/jobs"),
                          ("POST", "/api/jobs/" + jid), ("GET", "/api/jobs/%s/stdin" % jid),
                          ("POST", "/api/runners"), ("DELETE", "/api/templates"),
-                         ("GET", "/api/sessions/" + s2)):
+                         ("POST", "/api/sessions/" + s2), ("GET", "/api/sessions/%s/touch" % s2)):
         res = gw.request(method, path)
         check_json_error(res, 405, "%s %s" % (method, path))
         check(res.header("allow"), "405 without Allow: %r" % res.headers)
