@@ -3,7 +3,8 @@
 #   1. debug preset: unit + integration + browser tests (ctest -j2)
 #   2. asan preset (ASan + UBSan): unit + integration tests again (the browser layer
 #      left out: it tests the page, not the C code, and would only add minutes)
-#   3. clang-format check of src/ include/ tests/
+#   3. release preset build (what scripts/run.sh builds; -O2 warns where -O0 does not), and the
+#      clang-format check of src/ include/ tests/
 #   4. tests/fuzz/run-all.sh 20 (20 s of fuzzing per target), when present
 # Runs every step even when an earlier one fails; exits non-zero if any failed.
 set -uo pipefail
@@ -54,6 +55,9 @@ if step "build asan" build asan; then
 else
     SKIPPED+=("ctest asan")
 fi
+
+# the preset scripts/run.sh builds: -O2 finds warnings (format-truncation) -O0 does not
+step "build release" build release
 
 step "clang-format" format_check
 

@@ -557,7 +557,7 @@ static int session_due(struct pass *p, const char *session)
     memset(&w, 0, sizeof(w));
     w.watched = 1;
     if (gw_jobs_session_walk(p->s->gw, p->c, session, &w, &p->broken, err, sizeof(err)) != 0) {
-        snprintf(p->err, sizeof(p->err), "session \"%s\": %s", session, err);
+        snprintf(p->err, sizeof(p->err), "session \"%.64s\": %.400s", session, err);
         return -1;
     }
     active = gw_session_active_ms(last_active, w.watched_ms, p->now);
