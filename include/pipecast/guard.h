@@ -82,12 +82,23 @@ int pc_guard_start(struct pc_guard *g, size_t cap, char *err, size_t errlen);
 
 /**
  * Register / unregister process group @p pgid. Async-signal-safe (one send(),
- * no allocation): a child may call pc_guard_add between fork and exec.
- * @return 0; PC_EINVAL without a guard; PC_EIO when the guard is gone
- * (errno tells why).
+ * no allocation): a child may call pc_guard_add between fork and exec. Never
+ * blocks (MSG_DONTWAIT).
+ * @return 0; PC_EINVAL without a guard; PC_ETIMEOUT when the guard is not
+ * reading (its socket is full: SIGSTOPped, traced, stuck; errno EAGAIN) --
+ * the record is lost, so its owner should pc_guard_kill() it and start a new
+ * one; PC_EIO when the guard is gone (errno tells why).
  */
 int pc_guard_add(const struct pc_guard *g, pid_t pgid);
 int pc_guard_del(const struct pc_guard *g, pid_t pgid);
+
+/**
+ * Give up on a stuck guard: SIGKILL it (it kills no group then) and close the
+ * owner's end (@p g->fd becomes -1, so no more records are sent to it). Its
+ * pid stays, for pc_guard_check() to reap it. @return 0, PC_EINVAL without a
+ * guard process, PC_EIO when kill() failed.
+ */
+int pc_guard_kill(struct pc_guard *g);
 
 /**
  * Has the guard process ended? Reaps it without blocking.

@@ -12,6 +12,14 @@
  * each recv() returns one whole record, and send(MSG_NOSIGNAL) to a dead
  * guard fails with EPIPE instead of raising SIGPIPE (a job's child has
  * default signal dispositions when it registers).
+ *
+ * Every send() is MSG_DONTWAIT: a guard that stops reading (SIGSTOPped,
+ * traced, blocked writing its log to a full stderr pipe) fills the socket
+ * after a few hundred records, and a blocking send would then freeze the
+ * owner's event loop -- or a job's child between fork and exec, while the
+ * owner waits for that child's exec. Such a send fails at once with
+ * PC_ETIMEOUT instead; the owner SIGKILLs the stuck guard (pc_guard_kill)
+ * and starts a new one that it registers its groups with again.
  */
 #define _GNU_SOURCE
 
@@ -288,11 +296,14 @@ static int guard_send(const struct pc_guard *g, int op, pid_t pgid)
     rec.op = op;
     rec.pgid = (int32_t)pgid;
     for (;;) {
-        ssize_t n = send(g->fd, &rec, sizeof(rec), MSG_NOSIGNAL);
+        /* never blocks: a guard that does not read must not stop its owner (see above) */
+        ssize_t n = send(g->fd, &rec, sizeof(rec), MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n == (ssize_t)sizeof(rec))
             return 0;
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return PC_ETIMEOUT;
         return PC_EIO;
     }
 }
@@ -305,6 +316,18 @@ int pc_guard_add(const struct pc_guard *g, pid_t pgid)
 int pc_guard_del(const struct pc_guard *g, pid_t pgid)
 {
     return guard_send(g, GUARD_DEL, pgid);
+}
+
+int pc_guard_kill(struct pc_guard *g)
+{
+    if (g == NULL || g->pid <= 0)
+        return PC_EINVAL;
+    int rc = kill(g->pid, SIGKILL) == 0 || errno == ESRCH ? 0 : PC_EIO;
+    if (g->fd >= 0) {
+        close(g->fd);
+        g->fd = -1;
+    }
+    return rc;
 }
 
 int pc_guard_check(struct pc_guard *g, int *status)

@@ -248,7 +248,9 @@ static void child_run(struct child_plan *p)
         child_fail(ef, ST_SETPGID, errno);
     }
     /* Before anything of the group can run: the guard kills it if our parent dies from here on.
-     * A guard that is gone is not our failure; its owner notices and registers us again. */
+     * A guard that is gone is not our failure; its owner notices and registers us again. Nor is
+     * one that reads no more (the send does not wait: PC_ETIMEOUT): its owner kills it and
+     * registers us with the next one. */
     if (o->guard != NULL)
         (void)pc_guard_add(o->guard, getpid());
 
@@ -517,9 +519,10 @@ int pc_spawn(const struct pc_spawn_opts *o, struct pc_proc *out, char *err, size
             describe(o, &ce, err, errlen);
         else
             snprintf(err, errlen, "child setup: short error report");
-        /* unregistered while its zombie still holds the group id */
-        if (o->guard != NULL)
-            (void)pc_guard_del(o->guard, pid);
+        /* unregistered while its zombie still holds the group id; a guard too stuck to take
+         * the record would keep a stale group id: SIGKILLed, its owner starts a new one */
+        if (o->guard != NULL && pc_guard_del(o->guard, pid) == PC_ETIMEOUT && o->guard->pid > 0)
+            (void)kill(o->guard->pid, SIGKILL);
         while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
             ;
         rc = got == sizeof(ce) && ce.stage == ST_EXEC && ce.err == ENOENT ? PC_EINVAL : PC_EIO;

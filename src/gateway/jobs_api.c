@@ -60,7 +60,13 @@
 #define JOBS_LIST_PAGE 500        /* index entries per ZREVRANGEBYSCORE */
 #define JOBS_LIST_EXAMINE 10000   /* index entries looked at per list request at most */
 #define JOBS_INDEX_KEEP "-100001" /* ZREMRANGEBYRANK 0 this: keep the newest 100000 */
-#define JOBS_CTL_MAXLEN "10000"
+/* Control streams are never trimmed by writers (MAXLEN would cut entries the runner has not
+ * read): the runner trims what it read; a write refreshes the stream's expiry, so the stream of a
+ * runner that died goes away; kills stop at JOBS_CTL_KILL_MAX entries waiting (503), stdin
+ * messages are bounded by the job's stdin_max, each charged JOBS_STDIN_MSG_COST bytes more. */
+#define JOBS_CTL_TTL "86400"
+#define JOBS_CTL_KILL_MAX "100000"
+#define JOBS_STDIN_MSG_COST "64"
 #define JOBS_STDIN_MAX_DEFAULT "1048576"
 #define JOBS_SESSION_JOBS_MAX 100000 /* jobs of one session handled per request */
 #define JOBS_RUNNERS_MAX 1024
@@ -2457,6 +2463,20 @@ static int job_state(struct jreq *q, const char *id, char *status, size_t slen, 
     return st;
 }
 
+/*
+ * XADD a control message (no MAXLEN: see JOBS_CTL_TTL) unless the stream already holds
+ * ARGV[1] entries (its runner does not read it), and refresh the stream's expiry.
+ *   KEYS: control stream.  ARGV: entry limit, expiry (s), field, value, ...
+ * @return 1, or 0 when the stream is full
+ */
+static const char SCRIPT_CTL_SEND[] =
+    "if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end "
+    "local a = {'XADD', KEYS[1], '*'} "
+    "for i = 3, #ARGV do a[#a + 1] = ARGV[i] end "
+    "redis.call(unpack(a)) "
+    "redis.call('EXPIRE', KEYS[1], ARGV[2]) "
+    "return 1";
+
 /* XADD one control message to runner @p runner. @return 0 or the answer set. */
 static int ctl_send(struct jreq *q, const char *runner, const char *type, const char *id,
                     const char *k, const char *v, size_t vlen)
@@ -2467,12 +2487,12 @@ static int ctl_send(struct jreq *q, const char *runner, const char *type, const 
     int st = 0;
 
     ctl_key(key, sizeof(key), q, runner);
-    cmd_str(&m, "XADD");
+    cmd_str(&m, "EVAL");
+    cmd_str(&m, SCRIPT_CTL_SEND);
+    cmd_str(&m, "1");
     cmd_str(&m, key);
-    cmd_str(&m, "MAXLEN");
-    cmd_str(&m, "~");
-    cmd_str(&m, JOBS_CTL_MAXLEN);
-    cmd_str(&m, "*");
+    cmd_str(&m, JOBS_CTL_KILL_MAX);
+    cmd_str(&m, JOBS_CTL_TTL);
     cmd_str(&m, "type");
     cmd_str(&m, type);
     cmd_str(&m, "job");
@@ -2484,8 +2504,13 @@ static int ctl_send(struct jreq *q, const char *runner, const char *type, const 
     r = jcmd(q, &m);
     if (!r)
         return junavail(q);
-    if (r->type != REDIS_REPLY_STRING)
-        st = jreply_error(q, "XADD control", r);
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 0)
+        st = jerr(q, 503,
+                  "runner %s is not reading its control stream (" JOBS_CTL_KILL_MAX
+                  " messages waiting); try again later",
+                  runner);
+    else if (r->type != REDIS_REPLY_INTEGER)
+        st = jreply_error(q, "EVAL control", r);
     freeReplyObject(r);
     return st;
 }
@@ -2565,40 +2590,56 @@ static int job_delete(struct jreq *q, const char *id)
 /*
  * POST /api/jobs/<id>/stdin in one step (docs/jobs.md "Stdin flow control"):
  * check that the job still runs on runner ARGV[1] with its stdin open, reserve
- * the body in stdin_accepted while stdin_accepted - stdin_written -
- * stdin_dropped (bytes accepted, not yet written by the runner) stays within
- * the runner's stdin_max, and queue the control messages, data before eof,
- * tagged with the credit and the attempt. One script: nothing is reserved
- * without its message, two gateways never both take the last room, and an
- * eof closes stdin for every gateway at once.
+ * the body in stdin_accepted while the pending stdin stays within the
+ * runner's stdin_max, and queue the control messages, data before eof,
+ * tagged with the credit, the attempt and the seq. Pending: stdin_accepted -
+ * stdin_written - stdin_dropped (bytes accepted, not yet written by the
+ * runner) + ARGV[6] per data message the runner has not read yet (stdin_seq -
+ * stdin_seq_read): that bounds the entries in the control stream, which
+ * writers do not trim. A body always fits when nothing is pending. seq: the
+ * data messages of the attempt are numbered from 1 (stdin_seq, reset by the
+ * running transition), the eof carries the number of the last one, so the
+ * runner sees entries missing from the stream. One script: nothing is
+ * reserved without its message, two gateways never both take the last room,
+ * and an eof closes stdin for every gateway at once.
  *   KEYS: job hash, control stream of the runner
- *   ARGV: runner, job id, data, eof (1/0), stdin_max when the hash has none, MAXLEN
+ *   ARGV: runner, job id, data, eof (1/0), stdin_max when the hash has none,
+ *         cost of a message, expiry of the control stream (s)
  * @return {"ok", pending} | {"gone"} | {"status", s} | {"runner", r} | {"closed", why}
  *       | {"big", max} | {"full", pending, max}
  */
 static const char SCRIPT_STDIN[] =
     "local h = redis.call('HMGET', KEYS[1], 'status', 'runner', 'attempt', 'stdin_closed', "
-    "'stdin_max', 'stdin_accepted', 'stdin_written', 'stdin_dropped') "
+    "'stdin_max', 'stdin_accepted', 'stdin_written', 'stdin_dropped', 'stdin_seq', "
+    "'stdin_seq_read') "
     "if not h[1] then return {'gone'} end "
     "if h[1] ~= 'running' then return {'status', h[1]} end "
     "if h[2] ~= ARGV[1] then return {'runner', h[2] or ''} end "
     "if h[4] then return {'closed', h[4]} end "
     "local n = string.len(ARGV[3]) "
     "local max = tonumber(h[5]) or tonumber(ARGV[5]) "
+    "local cost = tonumber(ARGV[6]) "
+    "local seq = tonumber(h[9]) or 0 "
+    "local msgs = seq - (tonumber(h[10]) or 0) "
+    "if msgs < 0 then msgs = 0 end "
     "local pend = (tonumber(h[6]) or 0) - (tonumber(h[7]) or 0) - (tonumber(h[8]) or 0) "
+    "  + cost * msgs "
     "if n > max then return {'big', tostring(max)} end "
-    "if pend + n > max then return {'full', tostring(pend), tostring(max)} end "
+    "if n > 0 and pend > 0 and pend + n + cost > max then "
+    "  return {'full', tostring(pend), tostring(max)} end "
     "local att = h[3] or '' "
     "if n > 0 then "
+    "  seq = redis.call('HINCRBY', KEYS[1], 'stdin_seq', 1) "
     "  redis.call('HINCRBY', KEYS[1], 'stdin_accepted', n) "
-    "  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'type', 'stdin', 'job', ARGV[2], "
-    "             'data', ARGV[3], 'credit', tostring(n), 'attempt', att) "
+    "  redis.call('XADD', KEYS[2], '*', 'type', 'stdin', 'job', ARGV[2], 'data', ARGV[3], "
+    "             'credit', tostring(n), 'attempt', att, 'seq', tostring(seq)) "
     "end "
     "if ARGV[4] == '1' then "
     "  redis.call('HSET', KEYS[1], 'stdin_closed', 'eof') "
-    "  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'type', 'eof', 'job', ARGV[2], "
-    "             'attempt', att) "
+    "  redis.call('XADD', KEYS[2], '*', 'type', 'eof', 'job', ARGV[2], 'attempt', att, "
+    "             'seq', tostring(seq)) "
     "end "
+    "redis.call('EXPIRE', KEYS[2], ARGV[7]) "
     "return {'ok', tostring(pend + n)}";
 
 /* Why stdin_closed says stdin is closed, for a 409. */
@@ -2611,7 +2652,7 @@ static const char *stdin_closed_text(const char *why)
     if (strcmp(why, "ended") == 0)
         return "the job's process ended";
     if (strcmp(why, "lost") == 0)
-        return "the job's runner was lost";
+        return "the job's runner, or stdin messages it had not read, were lost";
     return "closed";
 }
 
@@ -2645,7 +2686,8 @@ static int stdin_reserve(struct jreq *q, const char *id, const char *runner,
     cmd_arg(&m, body->data ? body->data : "", body->len);
     cmd_str(&m, eof ? "1" : "0");
     cmd_str(&m, JOBS_STDIN_MAX_DEFAULT); /* for a hash without stdin_max */
-    cmd_str(&m, JOBS_CTL_MAXLEN);
+    cmd_str(&m, JOBS_STDIN_MSG_COST);
+    cmd_str(&m, JOBS_CTL_TTL);
     r = jcmd(q, &m);
     if (!r)
         return junavail(q);
@@ -2897,7 +2939,10 @@ static int session_walk(struct jreq *q, const char *session, struct gw_session_w
 
     w->jobs = w->live = w->killed = w->channels_ttl = 0;
     w->watched_ms = 0;
-    snprintf(skey, sizeof(skey), "%s:session:%s", q->gw->cfg->prefix, session);
+    if (w->members_key)
+        snprintf(skey, sizeof(skey), "%s", w->members_key);
+    else
+        snprintf(skey, sizeof(skey), "%s:session:%s", q->gw->cfg->prefix, session);
     if ((st = set_members(q, skey, &v, &n)) != 0)
         return st;
     runners = calloc(n ? n : 1, sizeof(*runners));

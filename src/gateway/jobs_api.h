@@ -39,6 +39,7 @@ struct gw_session_walk {
     /* in */
     int kill;                 /* kill every queued/running job, as DELETE /api/sessions/<s> */
     long long created_max_ms; /* kill and channel_ttl_s: only jobs created at or before (0: all) */
+    const char *members_key;  /* the set of job ids to walk (NULL: the session's set) */
     int channel_ttl_s;        /* > 0: EXPIRE <channel stream> this NX, for each job's channel */
     int watched;              /* read the jobs' channels' scores in <prefix>:sessions:watched */
     /* out */

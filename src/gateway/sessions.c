@@ -3,9 +3,11 @@
  *
  * A session's life, as its entry in pc:sessions:expiry and its meta hash say:
  *
- *   live ──(deadline passes, nobody watching)──> claimed ──mark──> expired ──(+grace)──> swept
- *    ^  score = last_active + idle_s              score = lease end   score = expired + grace
- *    │                                            expired_ms set      keys get their TTL
+ *   live ──(deadline passes, nobody watching)──> claimed ──mark──> expired ──finish──> ...
+ *    ^  score = last_active + idle_s              score = lease end   expired_ms set,
+ *    │                                                                job ids snapshot
+ *    │     ... finished ──(+grace)──> swept
+ *    │         score = finished + grace, finished_ms set, keys get their TTL
  *    └── activity (touch; a submit or PUT also revives an expired session)
  *
  * Each step is one Lua script, so that a touch racing the housekeeping never
@@ -20,6 +22,14 @@
  * a TTL. The sweep, one grace later, does the same again for what appeared
  * since: a job that was still queued publishes its exit (and so creates its
  * channel stream) only when a runner takes it.
+ *
+ * "Its jobs" = the snapshot the mark took of the session's set in the same
+ * script (<prefix>:sessions:snap:<s>, flag expired_snap in the meta): a
+ * submit whose MULTI/EXEC lands right after the mark revives the session, and
+ * its job, not in the snapshot, is not killed by that expiry. The finish
+ * sets finished_ms: a claim that finds expired_ms without it (the gateway
+ * died, or its walk failed, between mark and finish) does the first pass
+ * again -- kill, first TTLs, the sweep scheduled, the log line and the count.
  */
 #include "sessions.h"
 
@@ -88,7 +98,7 @@ static const char TOUCH_LUA[] =
     "end\n"
     "if redis.call('HEXISTS', KEYS[1], 'expired_ms') == 1 then\n"
     "  if ARGV[4] ~= '1' then return -1 end\n"
-    "  redis.call('HDEL', KEYS[1], 'expired_ms')\n"
+    "  redis.call('HDEL', KEYS[1], 'expired_ms', 'finished_ms', 'expired_snap')\n"
     "  redis.call('PERSIST', KEYS[3])\n"
     "end\n"
     "redis.call('PERSIST', KEYS[1])\n"
@@ -129,14 +139,17 @@ void gw_session_touch_prepare(struct gw_session_touch *t, const char *prefix, co
 }
 
 /* ------------------------------------------------------------------------ */
-/* The housekeeping scripts (KEYS: expiry, meta[, set]; ARGV[1] = session)   */
+/* The housekeeping scripts (KEYS: expiry, meta, set, snapshot; ARGV[1] =    */
+/* session)                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* ARGV: session, now, lease end. → {0} not ours, or {1, idle_s, last_active_ms, expired_ms|""}. */
+/* ARGV: session, now, lease end. → {0} not ours, or {1, idle_s, last_active_ms, expired_ms|"",
+ * finished_ms|"", expired_snap|""}. */
 static const char CLAIM_LUA[] =
     "local sc = redis.call('ZSCORE', KEYS[1], ARGV[1])\n"
     "if not sc or tonumber(sc) > tonumber(ARGV[2]) then return {0} end\n"
-    "local m = redis.call('HMGET', KEYS[2], 'idle_s', 'last_active_ms', 'expired_ms')\n"
+    "local m = redis.call('HMGET', KEYS[2], 'idle_s', 'last_active_ms', 'expired_ms', "
+    "'finished_ms', 'expired_snap')\n"
     "local idle = tonumber(m[1])\n"
     "if not idle then redis.call('ZREM', KEYS[1], ARGV[1]) return {0} end\n"
     "local la = tonumber(m[2]) or 0\n"
@@ -145,7 +158,7 @@ static const char CLAIM_LUA[] =
     "  return {0}\n"
     "end\n"
     "redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])\n"
-    "return {1, idle, la, m[3] or ''}\n";
+    "return {1, idle, la, m[3] or '', m[3] and m[4] or '', m[3] and m[5] or ''}\n";
 
 /* ARGV: session, active ms (an open stream was seen): last_active_ms = max, new deadline. */
 static const char REARM_LUA[] =
@@ -161,7 +174,11 @@ static const char REARM_LUA[] =
     "redis.call('ZADD', KEYS[1], string.format('%.0f', la + idle * 1000), ARGV[1])\n"
     "return 1\n";
 
-/* ARGV: session, now, last_active_ms the claim saw. → 1 marked expired, 0 touched since. */
+/*
+ * ARGV: session, now, last_active_ms the claim saw, snapshot TTL s. → 1 marked expired, 0
+ * touched since. Marked: the session's job ids copied to the snapshot, in the same step (a
+ * job submitted after this is not killed by this expiry).
+ */
 static const char MARK_LUA[] =
     "local m = redis.call('HMGET', KEYS[2], 'idle_s', 'last_active_ms', 'expired_ms')\n"
     "local idle = tonumber(m[1])\n"
@@ -172,22 +189,29 @@ static const char MARK_LUA[] =
     "  redis.call('ZADD', KEYS[1], string.format('%.0f', la + idle * 1000), ARGV[1])\n"
     "  return 0\n"
     "end\n"
-    "redis.call('HSET', KEYS[2], 'expired_ms', ARGV[2])\n"
+    "redis.call('HSET', KEYS[2], 'expired_ms', ARGV[2], 'expired_snap', '1')\n"
+    "redis.call('HDEL', KEYS[2], 'finished_ms')\n"
+    "redis.call('SUNIONSTORE', KEYS[4], KEYS[3])\n"
+    "redis.call('EXPIRE', KEYS[4], ARGV[4])\n"
     "return 1\n";
 
 /*
- * KEYS: expiry, meta, set. ARGV: session, first (1/0), sweep at ms, keys TTL s.
- * First: TTL on set and meta, the sweep scheduled. Sweep: TTL where none yet, done.
+ * ARGV: session, first (1/0), sweep at ms, keys TTL s, now. → 1, or 0: revived meanwhile.
+ * First: finished_ms, TTL on set, meta and snapshot, the sweep scheduled. Sweep: TTL where
+ * none yet, the snapshot dropped, done.
  */
 static const char FINISH_LUA[] =
     "if not redis.call('HGET', KEYS[2], 'expired_ms') then return 0 end\n"
     "if ARGV[2] == '1' then\n"
+    "  redis.call('HSET', KEYS[2], 'finished_ms', ARGV[5])\n"
     "  redis.call('EXPIRE', KEYS[2], ARGV[4])\n"
     "  redis.call('EXPIRE', KEYS[3], ARGV[4])\n"
+    "  redis.call('EXPIRE', KEYS[4], ARGV[4])\n"
     "  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])\n"
     "else\n"
     "  redis.call('EXPIRE', KEYS[2], ARGV[4], 'NX')\n"
     "  redis.call('EXPIRE', KEYS[3], ARGV[4], 'NX')\n"
+    "  redis.call('DEL', KEYS[4])\n"
     "  redis.call('ZREM', KEYS[1], ARGV[1])\n"
     "end\n"
     "return 1\n";
@@ -438,25 +462,32 @@ static int publish_watched(struct pass *p)
     return 0;
 }
 
-/* EVAL @p script with KEYS expiry, meta[, set] and ARGV session + @p args. */
-static redisReply *session_eval(struct pass *p, const char *script, const char *session,
-                                int with_set, const char *const *args, int nargs)
+/* The snapshot of a session's job ids that its expiry kills (MARK_LUA). */
+static void snap_key(char *dst, size_t len, const char *prefix, const char *session)
 {
-    char meta[GW_SESSION_KEY_MAX], set[GW_SESSION_KEY_MAX];
-    const char *argv[12];
+    snprintf(dst, len, "%s:sessions:snap:%s", prefix, session);
+}
+
+/* EVAL @p script with KEYS expiry, meta, set, snapshot and ARGV session + @p args. */
+static redisReply *session_eval(struct pass *p, const char *script, const char *session,
+                                const char *const *args, int nargs)
+{
+    char meta[GW_SESSION_KEY_MAX], set[GW_SESSION_KEY_MAX], snap[GW_SESSION_KEY_MAX];
+    const char *argv[14];
     int argc = 0;
 
     gw_session_meta_key(meta, sizeof(meta), p->s->gw->cfg->prefix, session);
     snprintf(set, sizeof(set), "%s:session:%s", p->s->gw->cfg->prefix, session);
+    snap_key(snap, sizeof(snap), p->s->gw->cfg->prefix, session);
     argv[argc++] = "EVAL";
     argv[argc++] = script;
-    argv[argc++] = with_set ? "3" : "2";
+    argv[argc++] = "4";
     argv[argc++] = p->expiry;
     argv[argc++] = meta;
-    if (with_set)
-        argv[argc++] = set;
+    argv[argc++] = set;
+    argv[argc++] = snap;
     argv[argc++] = session;
-    for (int i = 0; i < nargs && argc < 12; i++)
+    for (int i = 0; i < nargs && argc < 14; i++)
         argv[argc++] = args[i];
     return pass_cmd(p, argc, argv, NULL);
 }
@@ -477,31 +508,56 @@ static long long eval_int(struct pass *p, const char *what, redisReply *r)
     return v;
 }
 
-/* Kill the jobs, expire their channels and finish. @return 0 or -1. */
+/* The TTL of a first pass's keys: they outlive the sweep. */
+static long long keys_ttl_s(const struct gw_ctx *gw)
+{
+    return 2 * (long long)gw->cfg->session_channel_grace_s + 60;
+}
+
+/*
+ * Kill the jobs, expire their channels and finish: the first pass (@p first) or the sweep.
+ * @p snap: the mark took a snapshot of the job ids (else -- marked by an older gateway -- the
+ * jobs of the set created by @p expired_ms). @return 0 or -1.
+ */
 static int session_expire(struct pass *p, const char *session, long long expired_ms, int first,
-                          long long idle_s, long long idle_for_ms)
+                          int snap, long long idle_s, long long idle_for_ms)
 {
     struct gw_ctx *gw = p->s->gw;
     long long grace = gw->cfg->session_channel_grace_s;
     struct gw_session_walk w;
-    char sweep_at[24], ttl[24];
-    const char *args[3] = {first ? "1" : "0", sweep_at, ttl};
+    char sweep_at[24], ttl[24], now[24], snapk[GW_SESSION_KEY_MAX];
+    const char *args[4] = {first ? "1" : "0", sweep_at, ttl, now};
     char err[400];
+    long long rc;
 
     memset(&w, 0, sizeof(w));
     w.kill = 1;
-    w.created_max_ms = expired_ms;
+    if (snap) {
+        snap_key(snapk, sizeof(snapk), gw->cfg->prefix, session);
+        w.members_key = snapk;
+    } else {
+        w.created_max_ms = expired_ms;
+    }
     w.channel_ttl_s = (int)grace;
     if (gw_jobs_session_walk(gw, p->c, session, &w, &p->broken, err, sizeof(err)) != 0) {
         snprintf(p->err, sizeof(p->err), "session \"%s\": %s", session, err);
         return -1;
     }
-    snprintf(sweep_at, sizeof(sweep_at), "%lld", expired_ms + grace * 1000);
+    /* one grace after this first pass (which may come late: a retry after a failed one) */
+    snprintf(sweep_at, sizeof(sweep_at), "%lld", p->now + grace * 1000);
     /* first: the keys outlive the sweep; the sweep: a TTL only where the first left none */
-    snprintf(ttl, sizeof(ttl), "%lld", first ? 2 * grace + 60 : grace + 60);
-    if (eval_int(p, "session finish", session_eval(p, FINISH_LUA, session, 1, args, 3)) < 0)
+    snprintf(ttl, sizeof(ttl), "%lld", first ? keys_ttl_s(gw) : grace + 60);
+    snprintf(now, sizeof(now), "%lld", p->now);
+    rc = eval_int(p, "session finish", session_eval(p, FINISH_LUA, session, args, 4));
+    if (rc < 0)
         return -1;
-    if (first) {
+    if (rc == 0) {
+        /* a submit or PUT revived it meanwhile: not expired (its new jobs were not touched) */
+        pc_info("sessions",
+                "session \"%s\" was revived while it expired: kept; kill asked for %zu of its "
+                "%zu jobs from before, %zu channel streams expire in %llds",
+                session, w.killed, w.jobs, w.channels_ttl, grace);
+    } else if (first) {
         gw_metrics_add(&gw->metrics->sessions_expired, 1);
         pc_info("sessions",
                 "session \"%s\": idle for %.1fs (idle_s %lld): expired; kill asked for %zu of "
@@ -520,9 +576,10 @@ static int session_expire(struct pass *p, const char *session, long long expired
 /* Claim one due session and decide: refresh it (a stream is open), expire it, or sweep it. */
 static int session_due(struct pass *p, const char *session)
 {
-    char now[24], lease[24], seen[24];
+    char now[24], lease[24], seen[24], snap_ttl[24];
     const char *cargs[2] = {now, lease};
     long long idle_s, last_active, expired_ms = 0, active;
+    int finished, snap;
     struct gw_session_walk w;
     redisReply *r;
     char err[400];
@@ -530,13 +587,14 @@ static int session_due(struct pass *p, const char *session)
 
     snprintf(now, sizeof(now), "%lld", p->now);
     snprintf(lease, sizeof(lease), "%lld", p->now + SESS_LEASE_MS);
-    r = session_eval(p, CLAIM_LUA, session, 0, cargs, 2);
+    r = session_eval(p, CLAIM_LUA, session, cargs, 2);
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
         r->element[0]->type != REDIS_REPLY_INTEGER ||
         (r->element[0]->integer == 1 &&
-         (r->elements != 4 || r->element[1]->type != REDIS_REPLY_INTEGER ||
-          r->element[2]->type != REDIS_REPLY_INTEGER ||
-          r->element[3]->type != REDIS_REPLY_STRING))) {
+         (r->elements != 6 || r->element[1]->type != REDIS_REPLY_INTEGER ||
+          r->element[2]->type != REDIS_REPLY_INTEGER || r->element[3]->type != REDIS_REPLY_STRING ||
+          r->element[4]->type != REDIS_REPLY_STRING ||
+          r->element[5]->type != REDIS_REPLY_STRING))) {
         pass_fail(p, "session claim", r);
         if (r)
             freeReplyObject(r);
@@ -550,9 +608,13 @@ static int session_due(struct pass *p, const char *session)
     last_active = r->element[2]->integer;
     if (r->element[3]->len > 0)
         expired_ms = strtoll(r->element[3]->str, NULL, 10);
+    finished = r->element[4]->len > 0;
+    snap = r->element[5]->len > 0;
     freeReplyObject(r);
-    if (expired_ms > 0) /* the sweep, or the rest of a claim whose gateway died */
-        return session_expire(p, session, expired_ms, 0, idle_s, p->now - last_active);
+    /* the sweep; or the first pass again: its gateway died (or failed) after the mark */
+    if (expired_ms > 0)
+        return session_expire(p, session, expired_ms, !finished, snap, idle_s,
+                              p->now - last_active);
 
     memset(&w, 0, sizeof(w));
     w.watched = 1;
@@ -567,21 +629,21 @@ static int session_due(struct pass *p, const char *session)
         snprintf(seen, sizeof(seen), "%lld", active);
         pc_debug("sessions", "session \"%s\": a stream on one of its channels is open, kept",
                  session);
-        return eval_int(p, "session rearm", session_eval(p, REARM_LUA, session, 0, args, 1)) < 0
-                   ? -1
-                   : 0;
+        return eval_int(p, "session rearm", session_eval(p, REARM_LUA, session, args, 1)) < 0 ? -1
+                                                                                              : 0;
     }
     {
-        const char *args[2] = {now, seen};
+        const char *args[3] = {now, seen, snap_ttl};
 
         snprintf(seen, sizeof(seen), "%lld", last_active);
-        rc = eval_int(p, "session mark", session_eval(p, MARK_LUA, session, 0, args, 2));
+        snprintf(snap_ttl, sizeof(snap_ttl), "%lld", keys_ttl_s(p->s->gw));
+        rc = eval_int(p, "session mark", session_eval(p, MARK_LUA, session, args, 3));
     }
     if (rc < 0)
         return -1;
     if (rc == 0)
         return 0; /* touched meanwhile */
-    return session_expire(p, session, p->now, 1, idle_s, p->now - active);
+    return session_expire(p, session, p->now, 1, 1, idle_s, p->now - active);
 }
 
 static int stopping(struct gw_sessions *s)

@@ -1,18 +1,21 @@
 /* ctl.c -- the control stream <prefix>:ctl:<runner id>.
  *
  * Entries: `type kill job <id> [signal TERM|KILL|INT|HUP]`,
- * `type stdin job <id> data <bytes> [credit <n>] [attempt <a>]`,
- * `type eof job <id> [attempt <a>]`. Messages for jobs this runner does not
- * run are ignored. `credit`: that many bytes of data were reserved in the
- * job hash by a gateway (job.c "stdin"); `attempt`: the attempt they were
- * accepted for (a later attempt ignores them: they were counted when the
- * earlier one's stdin ended).
+ * `type stdin job <id> data <bytes> [credit <n>] [attempt <a>] [seq <s>]`,
+ * `type eof job <id> [attempt <a>] [seq <s>]`. Messages for jobs this runner
+ * does not run are ignored. `credit`: that many bytes of data were reserved
+ * in the job hash by a gateway (job.c "stdin"); `attempt`: the attempt they
+ * were accepted for (a later attempt ignores them: they were counted when the
+ * earlier one's stdin ended); `seq`: the number of the data message within
+ * the attempt (an eof: of the last one before it), so that entries missing
+ * from the stream end the job's stdin as `lost` instead of leaving a hole.
  *
  * Reading starts after the newest entry present at start (what `$` means,
  * without the gap `$` leaves between two XREAD calls): XREVRANGE gives that
  * id once, then XREAD BLOCK continues from the last id seen, also across
  * reconnects. Entries read are trimmed (XTRIM MINID the last one read), so
- * stdin data does not stay in Redis.
+ * stdin data does not stay in Redis. Writers do not trim the stream (no
+ * MAXLEN: it would cut entries not read yet); they refresh its expiry.
  */
 #include "runner.h"
 
@@ -24,6 +27,7 @@
 
 #define CTL_BLOCK_MS "2000"
 #define CTL_COUNT "100"
+#define CTL_SEQ_MAX 1000000000000000LL
 
 static void read_cb(redisAsyncContext *ac, void *r, void *priv);
 
@@ -94,16 +98,19 @@ static void ctl_message(struct runner *rn, const redisReply *id, const redisRepl
         }
         long long credit = field_num(rn_field(fields, "credit"), (long long)d->len);
         long long attempt = field_num(rn_field(fields, "attempt"), 1000000000);
-        if (credit < 0 || attempt < 0) {
-            pc_warn("ctl", "control message %s: invalid credit or attempt; taken as untagged",
+        long long seq = field_num(rn_field(fields, "seq"), CTL_SEQ_MAX);
+        if (credit < 0 || attempt < 0 || seq < 0) {
+            pc_warn("ctl", "control message %s: invalid credit, attempt or seq; taken as untagged",
                     id->str);
             credit = credit < 0 ? 0 : credit;
             attempt = attempt < 0 ? 0 : attempt;
+            seq = seq < 0 ? 0 : seq;
         }
-        job_stdin(j, d->str, d->len, 0, (size_t)credit, (int)attempt);
+        job_stdin(j, d->str, d->len, 0, (size_t)credit, (int)attempt, seq);
     } else if (field_is(type, "eof")) {
         long long attempt = field_num(rn_field(fields, "attempt"), 1000000000);
-        job_stdin(j, NULL, 0, 1, 0, attempt < 0 ? 0 : (int)attempt);
+        long long seq = field_num(rn_field(fields, "seq"), CTL_SEQ_MAX);
+        job_stdin(j, NULL, 0, 1, 0, attempt < 0 ? 0 : (int)attempt, seq < 0 ? 0 : seq);
     } else {
         pc_warn("ctl", "control message %s: unknown type; ignored", id->str);
     }

@@ -54,7 +54,7 @@ static void job_fail(struct job *j, const char *msg);
  * attempt's stdin to gateways (see "stdin"). */
 static const char SCRIPT_RUNNING[] =
     "if redis.call('HGET', KEYS[1], 'cancel') == '1' then return 0 end "
-    "redis.call('HDEL', KEYS[1], 'stdin_closed') "
+    "redis.call('HDEL', KEYS[1], 'stdin_closed', 'stdin_seq', 'stdin_seq_read') "
     "redis.call('HSET', KEYS[1], 'stdin_max', '" RN_STR(RN_STDIN_MAX) "', unpack(ARGV)) return 1";
 
 /* Give a job that was never started back to the queue (the runner is stopping). */
@@ -125,6 +125,7 @@ static struct ent *ent_alloc(int kind, size_t len)
     e->job = NULL;
     e->kind = kind;
     e->attempts = 0;
+    e->v1 = e->v2 = 0;
     e->len = len;
     return e;
 }
@@ -327,13 +328,22 @@ static void ent_reply(redisAsyncContext *ac, void *r, void *priv)
         }
         pc_error("job", "job %s: redis refused a command %d times (%s); dropped it", j->id,
                  e->attempts, reply->str);
-        j->dropped++;
+        if (e->kind != ENT_INSYNC)
+            j->dropped++; /* not an output line: the tick sends stdin_written again */
     }
     int kind = e->kind;
     long long iv = reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
+    long long v1 = e->v1, v2 = e->v2;
     q_pop(j);
 
     switch (kind) {
+    case ENT_INSYNC:
+        j->in_sync_inflight--;
+        if (reply->type != REDIS_REPLY_ERROR) {
+            j->in_written_ack = v1;
+            j->in_seq_ack = v2;
+        }
+        break;
     case ENT_RUNNING:
         if (iv == 0 && j->phase == JP_RUN) {
             pc_info("job", "job %s: cancelled while it was starting; killing it", j->id);
@@ -565,7 +575,12 @@ static int stream_open(struct job_stream *s, struct job *j, const char *event, i
  *
  * As credited bytes reach the pipe, stdin_written is set, once per write
  * burst, to the job's running total (an absolute value: sent again after a
- * reconnect it does no harm). When the attempt's stdin ends here (eof
+ * reconnect it does no harm), with stdin_seq_read, the `seq` of the last data
+ * message read (gateways charge the messages not read yet). What Redis did
+ * not take (an HSET dropped after repeated refusals) is sent again from the
+ * once-a-second tick. A `seq` that skips one means entries were cut from the
+ * control stream before they were read: the attempt's stdin ends as `lost`
+ * (nothing after the hole is written). When the attempt's stdin ends here (eof
  * written, the job closed its stdin, the attempt ended), SCRIPT_STDIN_END
  * sets stdin_closed (gateways take no more bytes), counts what was accepted
  * but not written (buffered here, or still in the control stream) as
@@ -574,7 +589,8 @@ static int stream_open(struct job_stream *s, struct job *j, const char *event, i
  *
  * Bytes without credit (the request's `stdin` text, control messages of other
  * producers) are kept apart, up to RN_STDIN_MAX; when they do not fit or
- * cannot be written the channel is told too. In the buffer they count as the
+ * cannot be written the channel is told too: their total, at most once a
+ * second (and before `exit`), not one entry per message. In the buffer they count as the
  * first bytes, so written credit is never given back before its bytes left.
  */
 
@@ -603,15 +619,30 @@ static const char SCRIPT_STDIN_END[] =
     "end "
     "return lost";
 
-/* Tell the channel (and the log) that @p n uncredited bytes were not written. */
-static void in_tell_lost(struct job *j, size_t n, const char *why)
+/* Tell the channel (and the log) the uncredited bytes not written since the last time.
+ * @return 1 when an entry was queued. */
+static int in_tell_flush(struct job *j)
 {
     char msg[200];
-    pc_warn("job", "job %s: %zu bytes of stdin not written: %s", j->id, n, why);
+    long long n = j->in_tell_n;
+    if (n == 0)
+        return 0;
+    j->in_tell_n = 0;
+    pc_warn("job", "job %s: %lld bytes of stdin not written: %s", j->id, n, j->in_tell_why);
     if (!j->have_channel || (j->phase != JP_RUN && j->phase != JP_ENDING && j->phase != JP_BACKOFF))
-        return; /* after `exit`: the log only */
-    snprintf(msg, sizeof(msg), "pipecast: %zu bytes of stdin were not written: %s", n, why);
-    q_event(j, ENT_KEEP, "stderr", msg, strlen(msg), 0);
+        return 0; /* after `exit`: the log only */
+    snprintf(msg, sizeof(msg), "pipecast: %lld bytes of stdin were not written: %s", n,
+             j->in_tell_why);
+    return q_event(j, ENT_KEEP, "stderr", msg, strlen(msg), 0) == 0;
+}
+
+/* @p n uncredited bytes were not written (@p why: a literal): told with the next flush. */
+static void in_tell_lost(struct job *j, size_t n, const char *why)
+{
+    if (j->in_tell_n > 0 && strcmp(j->in_tell_why, why) != 0)
+        in_tell_flush(j);
+    j->in_tell_n += (long long)n;
+    j->in_tell_why = why;
 }
 
 static void in_close(struct job *j)
@@ -677,16 +708,39 @@ static int in_attempt_end(struct job *j)
     return in_end(j, "ended", " bytes of stdin were not written: the job ended first");
 }
 
-/* Give written credit back (once per write burst): the absolute total, so resending is safe. */
-static void in_sync(struct job *j)
+/*
+ * Give written credit back (once per write burst): the absolute total, so resending is safe,
+ * with the seq of the last message read. @p again (the tick): send what Redis has not taken,
+ * when nothing is on its way.
+ */
+static void in_sync(struct job *j, int again)
 {
-    char v[24];
-    if (!j->in_open || j->in_written == j->in_written_tx)
+    char v[24], s[24];
+    if (!j->in_open)
+        return;
+    if (again ? j->in_sync_inflight > 0 ||
+                    (j->in_written == j->in_written_ack && j->in_seq == j->in_seq_ack)
+              : j->in_written == j->in_written_tx && j->in_seq == j->in_seq_tx)
+        return;
+    snprintf(v, sizeof(v), "%lld", j->in_written);
+    snprintf(s, sizeof(s), "%lld", j->in_seq);
+    const char *a[] = {"HSET", j->hkey, "stdin_written", v, "stdin_seq_read", s};
+    struct ent *e = ent_argv(ENT_INSYNC, 6, a, NULL);
+    if (e != NULL) {
+        e->v1 = j->in_written;
+        e->v2 = j->in_seq;
+    }
+    if (q_push(j, e) != 0)
         return;
     j->in_written_tx = j->in_written;
-    snprintf(v, sizeof(v), "%lld", j->in_written);
-    const char *a[] = {"HSET", j->hkey, "stdin_written", v};
-    q_cmd(j, ENT_PLAIN, 4, a, NULL);
+    j->in_seq_tx = j->in_seq;
+    j->in_sync_inflight++;
+}
+
+void job_tick(struct job *j)
+{
+    in_sync(j, 1);
+    in_tell_flush(j);
 }
 
 static void in_kick(struct job *j)
@@ -745,7 +799,7 @@ static void in_write_cb(evutil_socket_t fd, short what, void *arg)
             in_end(j, "closed", " bytes of stdin were not written: the job closed its stdin");
         return;
     }
-    in_sync(j);
+    in_sync(j, 0);
     if (j->in.len == 0)
         in_kick(j);
 }
@@ -756,6 +810,7 @@ static int in_start(struct job *j)
     j->in_eof = 0;
     j->in_credit = 0;
     j->in_plain_lost = 0;
+    j->in_seq = j->in_seq_tx = j->in_seq_ack = 0; /* the running transition resets them */
     j->in_open = 1;
     pc_buf_reset(&j->in);
     if (j->in_fd < 0)
@@ -771,7 +826,8 @@ static int in_start(struct job *j)
     return 0;
 }
 
-void job_stdin(struct job *j, const char *data, size_t len, int eof, size_t credit, int attempt)
+void job_stdin(struct job *j, const char *data, size_t len, int eof, size_t credit, int attempt,
+               long long seq)
 {
     const char *what = eof ? (len > 0 ? "data and eof" : "eof") : "data";
     if (credit > len)
@@ -792,6 +848,29 @@ void job_stdin(struct job *j, const char *data, size_t len, int eof, size_t cred
                      j->phase != JP_RUN ? "the job is not running" : "stdin is closed");
         return;
     }
+    if (seq > 0 && attempt > 0) {
+        /* numbered by the gateways: a message missing before this one was cut from the
+         * control stream unread; what follows it must not reach the job */
+        if (!eof && seq <= j->in_seq) {
+            pc_warn("job", "job %s: stdin message %lld again (after %lld); ignored", j->id, seq,
+                    j->in_seq);
+            return;
+        }
+        if (seq > j->in_seq + (eof ? 0 : 1)) {
+            pc_warn("job",
+                    "job %s: stdin messages %lld..%lld were lost before they were read; "
+                    "ending its stdin",
+                    j->id, j->in_seq + 1, eof ? seq : seq - 1);
+            if (!eof)
+                j->in_seq = seq;
+            in_end(j, "lost",
+                   " bytes of stdin were not written: control messages for the job were lost "
+                   "before the runner read them");
+            return;
+        }
+        if (!eof)
+            j->in_seq = seq;
+    }
     size_t plain = j->in.len - j->in_credit;
     if (credit == 0 && plain + len > RN_STDIN_MAX) {
         in_tell_lost(j, len, "the runner's buffer for stdin without credit is full");
@@ -803,8 +882,8 @@ void job_stdin(struct job *j, const char *data, size_t len, int eof, size_t cred
          * memory: the credited part is counted when this attempt's stdin ends */
         pc_error("job", "job %s: stdin: %zu bytes refused (%s; %zu waiting, %zu with credit)",
                  j->id, len, pc_strerror(rc), j->in.len, j->in_credit);
-        if (rc == PC_ETOOBIG || len > credit)
-            in_tell_lost(j, rc == PC_ETOOBIG ? len : len - credit,
+        if (len > credit)
+            in_tell_lost(j, len - credit,
                          rc == PC_ETOOBIG ? "the runner's stdin buffer is full" : "out of memory");
         return;
     }
@@ -1349,7 +1428,8 @@ static void job_end_group(struct job *j)
     pc_debug("job", "job %s: SIGKILL to what is left of process group %ld", j->id, (long)pid);
     if (kill(-pid, SIGKILL) != 0 && errno != ESRCH)
         pc_warn("job", "job %s: kill process group %ld: %s", j->id, (long)pid, strerror(errno));
-    if (rn->guard.fd >= 0 && pc_guard_del(&rn->guard, pid) != 0)
+    /* never blocks for long: a stuck guard is killed and replaced (rn_guard_send) */
+    if (rn->guard.fd >= 0 && rn_guard_send(rn, 0, pid, 100) != 0)
         pc_warn("job", "job %s: guard: unregistering process group %ld: %s", j->id, (long)pid,
                 strerror(errno));
     while ((w = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
@@ -1383,6 +1463,8 @@ static void job_try_exit(struct job *j)
 {
     if (j->phase != JP_ENDING || j->q_n > 0)
         return;
+    if (in_tell_flush(j))
+        return; /* refused stdin bytes are told first */
     if (in_attempt_end(j))
         return; /* the end of its stdin goes first: tried again once Redis took it */
     j->phase = JP_EXITING;

@@ -15,6 +15,7 @@
 #include "runner.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "pipecast/error.h"
 #include "pipecast/log.h"
 
 #define HB_EVERY_MS 3000
@@ -353,24 +355,82 @@ static void chld_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ------------------------------------------------------------ the guard */
 
+/*
+ * Sends to the guard never block (guard.h): one that finds its socket full waits for room at
+ * most @p wait_ms (a healthy guard empties it in microseconds), then takes the guard as stuck
+ * (SIGSTOPped, traced, blocked on its log): a record it cannot take is lost -- an unregistered
+ * group left in its table could later be an unrelated one -- so it is SIGKILLed, and guard_check
+ * (SIGCHLD, or the next tick) starts a new one and registers the running jobs' groups with it.
+ */
+int rn_guard_send(struct runner *rn, int add, pid_t pgid, int wait_ms)
+{
+    long long until = pc_now_ms() + wait_ms;
+    pid_t gpid = rn->guard.pid;
+    int rc;
+
+    for (;;) {
+        rc = add ? pc_guard_add(&rn->guard, pgid) : pc_guard_del(&rn->guard, pgid);
+        if (rc != PC_ETIMEOUT)
+            return rc;
+        long long left = until - pc_now_ms();
+        struct pollfd pf = {rn->guard.fd, POLLOUT, 0};
+        if (left <= 0 || (poll(&pf, 1, (int)left) < 0 && errno != EINTR))
+            break;
+    }
+    pc_error("runner",
+             "guard pid %ld reads no more records (stopped or stuck?): could not %s process "
+             "group %ld; killing it, a new guard will take the running jobs' groups",
+             (long)gpid, add ? "register" : "unregister", (long)pgid);
+    pc_guard_kill(&rn->guard);
+    rn->guard_full_ticks = 0;
+    errno = EAGAIN;
+    return rc;
+}
+
 /* Start a guard and register the groups of the running jobs with it. @return 0 or -1. */
 static int guard_start(struct runner *rn)
 {
     char err[300];
     int n = 0;
+    rn->guard_full_ticks = 0;
     if (pc_guard_start(&rn->guard, (size_t)rn->o.slots, err, sizeof(err)) != 0) {
         pc_error("runner", "%s: the process groups of jobs would outlive a crash of this runner",
                  err);
         return -1;
     }
-    for (struct job *j = rn->jobs_head; j != NULL; j = j->next)
-        if (j->phase == JP_RUN && j->proc.pid > 0 && pc_guard_add(&rn->guard, j->proc.pid) == 0)
+    /* up to --slots records at once: the new guard gets a second to take each batch */
+    for (struct job *j = rn->jobs_head; j != NULL && rn->guard.fd >= 0; j = j->next)
+        if (j->phase == JP_RUN && j->proc.pid > 0 && rn_guard_send(rn, 1, j->proc.pid, 1000) == 0)
             n++;
     pc_info("runner",
             "guard pid %ld: SIGKILLs the process groups of running jobs if this runner dies "
             "(up to %d groups; %d registered)",
             (long)rn->guard.pid, rn->o.slots, n);
     return 0;
+}
+
+/*
+ * Every second: a guard whose socket stays full for two ticks in a row reads nothing (it is
+ * stopped or stuck). A job's child that registers its group then fails without waiting (and
+ * cannot tell anyone), so the runner would not notice before a job ends: kill it now.
+ */
+static void guard_stuck_check(struct runner *rn)
+{
+    struct pollfd pf = {rn->guard.fd, POLLOUT, 0};
+    if (rn->guard.fd < 0 || rn->guard.pid <= 0)
+        return;
+    if (poll(&pf, 1, 0) != 0) { /* room (or an error/hangup: for guard_check) */
+        rn->guard_full_ticks = 0;
+        return;
+    }
+    if (++rn->guard_full_ticks < 2)
+        return;
+    pc_error("runner",
+             "guard pid %ld has read no record for a second and more (stopped or stuck?); "
+             "killing it, a new guard will take the running jobs' groups",
+             (long)rn->guard.pid);
+    pc_guard_kill(&rn->guard);
+    rn->guard_full_ticks = 0;
 }
 
 /* Has the guard died (SIGCHLD, and every second)? Say so loudly and start a new one. */
@@ -504,7 +564,10 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     rconn_watchdog(&rn->cmd, now);
     rconn_watchdog(&rn->jobs, now);
     rconn_watchdog(&rn->ctl, now);
+    guard_stuck_check(rn);
     guard_check(rn);
+    for (struct job *j = rn->jobs_head; j != NULL; j = j->next)
+        job_tick(j);
     rn_intake(rn);
     ctl_next(rn);
     rn_check_done(rn);

@@ -126,6 +126,7 @@ enum ent_kind {
     ENT_EXIT,    /* the exit event */
     ENT_FINAL,   /* the last command of a job (XACK) */
     ENT_KEEP,    /* like ENT_PLAIN, but never dropped (the final HSET, EXPIRE, notices) */
+    ENT_INSYNC,  /* like ENT_PLAIN; stdin_written v1, stdin_seq_read v2: acknowledged when taken */
 };
 
 /* One command for Redis, RESP-encoded, kept until Redis acknowledged it. */
@@ -134,6 +135,7 @@ struct ent {
     struct job *job;
     int kind;
     int attempts;
+    long long v1, v2; /* ENT_INSYNC: the values it sets */
     size_t len;
     char cmd[];
 };
@@ -197,12 +199,19 @@ struct job {
     int in_fd;
     int in_eof;
     struct event *in_ev;
-    int in_open;             /* this attempt's stdin end is not yet sent to Redis */
-    int in_lost_told;        /* JK_LOST: the stdin end was sent */
-    size_t in_credit;        /* credited bytes in `in` */
-    long long in_written;    /* credited bytes written to the job, all attempts (stdin_written) */
-    long long in_written_tx; /* ... the last total queued for Redis */
-    long long in_plain_lost; /* uncredited bytes not written, not told yet */
+    int in_open;              /* this attempt's stdin end is not yet sent to Redis */
+    int in_lost_told;         /* JK_LOST: the stdin end was sent */
+    size_t in_credit;         /* credited bytes in `in` */
+    long long in_written;     /* credited bytes written to the job, all attempts (stdin_written) */
+    long long in_written_tx;  /* ... the last total queued for Redis */
+    long long in_written_ack; /* ... the last total Redis took */
+    long long in_seq;         /* the last `seq` of this attempt's data read from the stream */
+    long long in_seq_tx;      /* ... the last one queued for Redis (stdin_seq_read) */
+    long long in_seq_ack;     /* ... the last one Redis took */
+    int in_sync_inflight;     /* ENT_INSYNC entries queued, not answered */
+    long long in_plain_lost;  /* uncredited bytes not written, not told yet (at stdin's end) */
+    long long in_tell_n;      /* uncredited bytes refused, not told yet (once a second) */
+    const char *in_tell_why;  /* ... why (a literal) */
 
     /* outcome */
     enum job_reason reason;
@@ -228,8 +237,12 @@ void job_on_cmd_up(struct job *j);
 void job_exited(struct job *j);
 void job_kill(struct job *j, int sig, enum job_reason why);
 /* A control message: @p data to the job's stdin (@p credit of its bytes reserved by a gateway),
- * then eof if @p eof; @p attempt 0 for an untagged message. */
-void job_stdin(struct job *j, const char *data, size_t len, int eof, size_t credit, int attempt);
+ * then eof if @p eof; @p attempt 0 for an untagged message; @p seq: the message's number among
+ * the attempt's data messages (an eof: of the last one before it), 0 when untagged. */
+void job_stdin(struct job *j, const char *data, size_t len, int eof, size_t credit, int attempt,
+               long long seq);
+/* Once a second: give written stdin credit back again if it was not taken, tell refused bytes. */
+void job_tick(struct job *j);
 /* Resume reading if the queue went below the marks. */
 void job_maybe_resume(struct job *j);
 /* The runner is stopping and this job was not started yet: give it back to the queue. */
@@ -292,6 +305,7 @@ struct runner {
      * groups at once: a job holds a slot and has one group at a time, unregistered at the end
      * of each attempt */
     struct pc_guard guard;
+    int guard_full_ticks; /* consecutive 1 s ticks that found the guard's socket full */
 
     struct event *sig_term, *sig_int, *sig_chld;
     struct event *tick_ev;      /* 1 s: watchdogs */
@@ -308,6 +322,11 @@ void rn_intake(struct runner *rn);
 void rn_job_gone(struct runner *rn, struct job *j);
 /* Shutdown: stop when nothing is left. */
 void rn_check_done(struct runner *rn);
+
+/* Register (@p add) or unregister process group @p pgid with the guard, never blocking longer
+ * than @p wait_ms: a guard that reads no more records is SIGKILLed (logged), and a new one then
+ * takes the running jobs' groups (runner.c). @return 0 or a PC_E* code. */
+int rn_guard_send(struct runner *rn, int add, pid_t pgid, int wait_ms);
 /* Look a job up by id (NULL when this runner does not run it). */
 struct job *rn_find_job(struct runner *rn, const char *id);
 /* The queue total crossed its low mark: resume paused jobs. */

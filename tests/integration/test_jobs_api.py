@@ -347,17 +347,21 @@ def main():
                      "POST stdin?eof=1 after eof")
     check_json_error(post(raw=b"x", path="/api/jobs/%s/stdin" % run_id), 409,
                      "POST stdin after eof")
-    # data carries its credit (reserved in the hash: docs/jobs.md "Stdin flow control")
+    # data carries its credit (reserved in the hash: docs/jobs.md "Stdin flow control") and its
+    # seq (the eof: that of the last data message); writers do not trim, they set an expiry
     check_eq([f for _, f in ctl(ra)],
              [{"type": b"stdin", "job": run_id.encode(), "data": data,
-               "credit": b"%d" % len(data), "attempt": b"1"},
+               "credit": b"%d" % len(data), "attempt": b"1", "seq": b"1"},
               {"type": b"stdin", "job": run_id.encode(), "data": b"last", "credit": b"4",
-               "attempt": b"1"},
-              {"type": b"eof", "job": run_id.encode(), "attempt": b"1"}],
+               "attempt": b"1", "seq": b"2"},
+              {"type": b"eof", "job": run_id.encode(), "attempt": b"1", "seq": b"2"}],
              "stdin / eof control messages")
+    ttl = r.execute("TTL", "pc:ctl:" + ra)
+    check(80000 < ttl <= 86400, "TTL of the control stream after a write: %r" % ttl)
     h = pctest.job_hash(r, run_id)
-    check_eq((h.get("stdin_accepted"), h.get("stdin_closed")), (str(len(data) + 4), "eof"),
-             "stdin_accepted / stdin_closed in the job hash")
+    check_eq((h.get("stdin_accepted"), h.get("stdin_closed"), h.get("stdin_seq")),
+             (str(len(data) + 4), "eof", "2"),
+             "stdin_accepted / stdin_closed / stdin_seq in the job hash")
     check_json_error(post(raw=b"x", path="/api/jobs/%s/stdin" % queued_id), 409,
                      "stdin of a queued job")
     check_json_error(post(raw=b"x", path="/api/jobs/%s/stdin" % end_id), 409,

@@ -21,6 +21,10 @@ reused pid; a zombie counts as gone).
   guard     the guard is killed with SIGKILL: the runner logs an error, starts a new guard and
             registers the running job with it; a SIGKILL of the runner then still takes the job's
             whole group.
+  stuck     the guard is SIGSTOPped (it reads no more records) and 320 short jobs run: the runner
+            never blocks on the full socket (all jobs end, its heartbeat stays fresh), logs an
+            error, SIGKILLs the stopped guard and starts a new one, which then guards a job's
+            whole group against a SIGKILL of the runner.
   cli       `pipecast run` killed with SIGKILL while its command runs: the command's whole process
             group is gone within 3 s."""
 
@@ -62,6 +66,7 @@ TEMPLATES = {
     "escape": {"argv": ["sh", "-c", ESCAPE], "shell": True},
     "leftover": {"argv": ["sh", "-c", LEFTOVER, "sh", "{go}"], "shell": True, "params": GO},
     "linger": {"argv": ["sh", "-c", LINGER], "shell": True},
+    "quick": {"argv": ["true"]},
     "retry": {"argv": ["sh", "-c", RETRY, "sh", "{go}"], "shell": True, "params": GO,
               "restart": {"policy": "on-failure", "max_attempts": 2, "backoff_ms": 100}},
 }
@@ -319,6 +324,44 @@ def guard_lost():
     s.gw.stop()
 
 
+def guard_stuck():
+    s = pctest.JobSetup(TEMPLATES, ["--slots", "16"])
+    g1 = guard_of(s.runner)
+    os.kill(g1.pid, signal.SIGSTOP)
+    pctest.on_exit(lambda: g1.alive() and os.kill(g1.pid, signal.SIGKILL))
+    # each job is an "add" (its child) and a "del" (the runner): far more than the socket holds
+    n = 320
+    ids = [job_submit(s.gw, {"template": "quick"})["id"] for _ in range(n)]
+    t_end = time.monotonic() + 30 * pctest.SLOW
+    for jid in ids:
+        left = t_end - time.monotonic()
+        check(left > 0, "%d short jobs did not all end within 30 s with the guard stopped (the "
+              "runner blocked on its guard?):\n%s" % (n, s.runner.log_tail()))
+        check_eq(job_wait(s.gw, jid, timeout=left)["status"], "exited", "a short job's status")
+    s.runner.check_alive("after %d jobs with a stopped guard" % n)
+    # the heartbeat (SET EX 15 every 3 s) is refreshed: the event loop runs
+    ttls = []
+    for _ in range(9):
+        ttls.append(s.r.execute("TTL", s.runner.heartbeat_key()))
+        time.sleep(0.5)
+    check(max(ttls) >= 12, "the runner's heartbeat is not refreshed (TTLs %r)" % ttls)
+    pctest.wait_for(lambda: not g1.alive(), 5 * pctest.SLOW,
+                    "the stopped guard %d to be killed:\n%s" % (g1.pid, s.runner.log_tail()))
+    pctest.wait_for(lambda: len(guard_pids(s.runner)) >= 2, 5 * pctest.SLOW,
+                    "the runner to start a new guard:\n" + s.runner.log_tail())
+    g2 = guard_of(s.runner)
+    check(g2.pid != g1.pid, "a new guard pid")
+    log = s.runner.log_tail(400)
+    check(re.search(r"ERROR runner: guard pid %d .*(stopped or stuck)" % g1.pid, log),
+          "the runner should log an error naming the stuck guard %d:\n%s" % (g1.pid, log))
+    # the new guard works
+    _, _, pgid, ps = job_procs(s, {"template": "tree"}, TREE_PIDS)
+    s.runner.kill9()
+    check_all_gone(ps, [pgid], "job group of a runner killed after its stuck guard was replaced")
+    pctest.wait_for(lambda: not g2.alive(), GONE_S * pctest.SLOW, "the new guard to exit")
+    s.gw.stop()
+
+
 def cli():
     red = pctest.PrivateRedis()
     r = red.client()
@@ -341,9 +384,10 @@ def cli():
 
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else ""
-    modes = {"kill9": kill9, "end": end, "shutdown": shutdown, "guard": guard_lost, "cli": cli}
+    modes = {"kill9": kill9, "end": end, "shutdown": shutdown, "guard": guard_lost,
+             "stuck": guard_stuck, "cli": cli}
     fn = modes.get(mode)
-    check(fn is not None, "usage: test_jobs_orphans.py kill9|end|shutdown|guard|cli")
+    check(fn is not None, "usage: test_jobs_orphans.py kill9|end|shutdown|guard|stuck|cli")
     fn()
 
 

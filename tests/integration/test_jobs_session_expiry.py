@@ -11,7 +11,12 @@ by POST /touch, by GET /api/jobs?session=, by an open SSE stream on the job's de
 expired -- and each of them is expired once its activity stops (so it was the activity that kept
 it). A submit revives an expired session, PUT {"idle_s": null} turns the expiry off. Redis
 frozen for 7 s: the housekeeping pauses without spinning and expires the idle session after.
-Invalid requests are 400s with JSON errors."""
+Invalid requests are 400s with JSON errors.
+
+A half-done expiry (a gateway died between the mark and the finish: the mark's state written
+directly, as its script does) is completed by another gateway as a first pass -- counted and
+logged once, the sweep scheduled and run one grace later -- and kills only the jobs of the
+mark's snapshot, not one that joined the session after the mark."""
 
 import json
 import os
@@ -274,8 +279,51 @@ def main():
     m = [x.metrics().get("pipecast_sessions_expired_total", 0) for x in gws]
     check_eq(sum(m), 6, "pipecast_sessions_expired_total over both gateways (%r)" % m)
     gw2.stop()
+    half_done(s, tag)
     s.runner.stop()
     s.gw.stop()
+
+
+def half_done(s, tag):
+    """A gateway died after marking session H expired, before its finish: another completes it."""
+    grace = 6
+    s.gw.stop()
+    s.gw = gw = pctest.Gateway(s.redis.port, ["--session-channel-grace", str(grace),
+                                              "--ping-interval", "1"])
+    sh = "half-" + tag
+    a, _ = submit(gw, sh, 600)  # never due by itself
+    b, _ = submit(gw, sh)
+    pa, pb = running(s, a), running(s, b)
+    # MARK_LUA's writes: expired_ms, the snapshot of the session's job ids -- without B, as if B
+    # was submitted right after the mark, while the kill walk ran -- and the claim's lease
+    # (already run out). No finished_ms: the finish never came.
+    now_ms = int(time.time() * 1000)
+    meta, snap = "pc:sessions:meta:" + sh, "pc:sessions:snap:" + sh
+    s.r.execute("HSET", meta, "expired_ms", str(now_ms), "expired_snap", "1")
+    s.r.execute("SADD", snap, a["id"])
+    s.r.execute("EXPIRE", snap, str(2 * grace + 60))
+    s.r.execute("ZADD", "pc:sessions:expiry", str(now_ms), sh)
+    pctest.job_wait(gw, a["id"], pctest.JOB_ENDED, 10)
+    check_killed(s, a, pa, "the snapshot's job of the half-expired session " + sh)
+    t = ttl(s.r, pctest.channel_key(a["channel"]))
+    check(0 < t <= grace, "%s: channel stream TTL %r after the completed expiry" % (sh, t))
+    check_alive(s, b, pb, "a job of %s not in the mark's snapshot" % sh)
+    pctest.wait_for(lambda: s.r.execute("HGET", meta, "finished_ms"), 5,
+                    "the completed first pass to set finished_ms")
+    check(grace < ttl(s.r, meta) <= 2 * grace + 60, "%s: meta TTL after the first pass" % sh)
+    sc = float(s.r.execute("ZSCORE", "pc:sessions:expiry", sh) or 0)
+    check(sc > time.time() * 1000, "the completed first pass schedules the sweep (score %r)" % sc)
+    check_eq(expired_log_lines([gw], sh), 1, "log lines of the completed expiry of " + sh)
+    check_eq(gw.metrics().get("pipecast_sessions_expired_total", 0), 1,
+             "pipecast_sessions_expired_total after the completed expiry")
+    # the sweep, one grace later: done (the entry and the snapshot gone), nothing counted again
+    pctest.wait_for(lambda: s.r.execute("ZSCORE", "pc:sessions:expiry", sh) is None,
+                    grace + 5, "the sweep of %s to run" % sh)
+    check_eq(s.r.execute("EXISTS", snap), 0, "the snapshot after the sweep")
+    check_alive(s, b, pb, "the job of %s not in the snapshot, after the sweep" % sh)
+    check_eq(expired_log_lines([gw], sh), 1, "log lines of %s after the sweep" % sh)
+    check_eq(gw.metrics().get("pipecast_sessions_expired_total", 0), 1,
+             "pipecast_sessions_expired_total after the sweep")
 
 
 if __name__ == "__main__":

@@ -18,12 +18,23 @@ for one subtest) + runner + private redis-server.
 - uncredited: control messages XADDed by another producer (no credit) still reach the job; what
   does not fit in the runner's 1 MiB for them is told in a `stderr` entry.
 - two gateways posting concurrently never together exceed the buffer, and `wc -c` counts
-  exactly the bytes they accepted."""
+  exactly the bytes they accepted.
+- stalled runner: 12000 one-byte POSTs while the runner is SIGSTOPped (its control stream grows
+  past 10000 entries): nothing is trimmed from the control stream, and once the runner goes on
+  `wc -c` counts exactly the bytes answered 202 (the old gateway's MAXLEN ~ 10000 cut unread
+  entries: the job printed about 10010); a 429 is allowed (each message is charged).
+- trimmed control stream: entries cut from the stream before the runner read them (a gap in
+  their `seq`) end the job's stdin as `lost`: the bytes are counted dropped and told, none of the
+  later ones is written.
+- uncredited flood: many uncredited messages for a job whose stdin is closed are told in a few
+  `stderr` entries (their total), not one entry per message."""
 
 import hashlib
 import json
+import os
 import random
 import re
+import signal
 import threading
 import time
 
@@ -356,9 +367,125 @@ def two_gateways(s):
     gw2.stop()
 
 
+def stalled_runner(s):
+    """More small POSTs than the old MAXLEN (10000) while the runner does not read."""
+    ctl = "pc:ctl:" + s.runner.id
+    j = job_submit(s.gw, {"template": "wc"})
+    jid = j["id"]
+    job_wait(s.gw, jid, ("running",), 15)
+    n, nthreads = 12000, 4
+    lock = threading.Lock()
+    got = {"accepted": 0, "refused": 0, "other": []}
+
+    def worker():
+        for _ in range(n // nthreads):
+            res = post(s.gw, jid, b"x")
+            with lock:
+                if res.status == 202:
+                    got["accepted"] += 1
+                elif res.status == 429:
+                    got["refused"] += 1
+                else:
+                    got["other"].append(res)
+                    return
+
+    pid = s.runner.proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    t = time.monotonic()
+    try:
+        ts = [threading.Thread(target=worker) for _ in range(nthreads)]
+        for th in ts:
+            th.start()
+        for th in ts:
+            th.join()
+        xlen = s.r.xlen(ctl)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    pctest.log("     %d POSTs in %.1f s while the runner was stopped: %r, control stream %d"
+               % (n, time.monotonic() - t, got, xlen))
+    check_eq(got["other"], [], "answers other than 202 / 429")
+    check(got["accepted"] > 10000, "fewer than 10001 one-byte POSTs accepted: %r" % got)
+    check(xlen >= got["accepted"], "the control stream holds %d entries for %d accepted POSTs: "
+          "unread entries were trimmed" % (xlen, got["accepted"]))
+    check_eq(post_until_taken(s.gw, jid, b"", eof=True).status, 202, "eof")
+    job, es = wait_end(s, j)
+    check_eq(pctest.output_lines(es, "stdout"), [str(got["accepted"])],
+             "wc -c: every byte answered 202 while the runner was stopped")
+    check_settled(s.r, jid, got["accepted"], "stalled runner")
+    check_eq(pctest.events_of(es, "stderr"), [], "no stderr entries (nothing dropped)")
+
+
+def trimmed_ctl(s):
+    """Entries cut from the control stream before the runner read them: stdin ends as lost."""
+    ctl = "pc:ctl:" + s.runner.id
+    j = job_submit(s.gw, {"template": "wc"})
+    jid = j["id"]
+    job_wait(s.gw, jid, ("running",), 15)
+    check_eq(post(s.gw, jid, b"ab").status, 202, "first piece")
+    pctest.wait_for(lambda: num(stdin_fields(s.r, jid)["stdin_written"]) == 2, 10 * pctest.SLOW,
+                    "the first piece written")
+    pid = s.runner.proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for piece in (b"cde", b"fgh", b"ijk"):
+            check_eq(post(s.gw, jid, piece).status, 202, "piece %r" % piece)
+        s.r.execute("XTRIM", ctl, "MAXLEN", "1")  # only "ijk" is left unread
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    es = pctest.wait_channel(s.r, j["channel"],
+                             lambda es: any(b"bytes of stdin" in e.data for e in es), 15,
+                             "the lost bytes to be told")
+    f = stdin_fields(s.r, jid)
+    dropped = num(f["stdin_dropped"])
+    # the runner's blocked XREAD may have taken "cde" before the trim
+    check(dropped in (6, 9), "stdin_dropped after a gap: %r" % f)
+    check_eq(f["stdin_closed"], "lost", "stdin_closed after a gap in the control stream")
+    check_eq([e.data for e in pctest.events_of(es, "stderr")],
+             [b"pipecast: %d bytes of stdin were not written: control messages for the job were "
+              b"lost before the runner read them" % dropped], "stderr entry for the gap")
+    check_error(post(s.gw, jid, b"more"), 409, r"stdin is closed|not running",
+                "POST after the gap")
+    job, es = wait_end(s, j)
+    check_eq(pctest.output_lines(es, "stdout"), [str(11 - dropped)],
+             "wc -c: only the bytes before the gap")
+    check_settled(s.r, jid, 11, "trimmed control stream", dropped)
+
+
+def uncredited_flood(s):
+    """Uncredited messages for a job whose stdin is closed: told as a total, not one by one."""
+    ctl = "pc:ctl:" + s.runner.id
+    j = job_submit(s.gw, {"template": "closer"})
+    jid = j["id"]
+    pctest.wait_channel(s.r, j["channel"], lambda es: "closed" in pctest.output_lines(es), 15,
+                        "the job to close its stdin")
+    check_eq(post(s.gw, jid, b"abc").status, 202, "POST before the runner knows")
+    pctest.wait_channel(s.r, j["channel"],
+                        lambda es: any(b"bytes of stdin" in e.data for e in es), 15,
+                        "the dropped-bytes entry")
+    s.r.pipeline([["XADD", ctl, "*", "type", "stdin", "job", jid, "data", b"u" * 10]] * 200)
+    told_re = re.compile(rb"^pipecast: (\d+) bytes of stdin were not written: its stdin is closed$")
+
+    def told(es):
+        return [int(m.group(1)) for m in (told_re.match(e.data) for e in
+                                          pctest.events_of(es, "stderr")) if m]
+
+    es = pctest.wait_channel(s.r, j["channel"], lambda es: sum(told(es)) >= 2000, 15,
+                             "the 2000 uncredited bytes to be told")
+    check_eq(sum(told(es)), 2000, "uncredited bytes told")
+    check(len(told(es)) <= 3, "one stderr entry per message instead of a total: %d entries"
+          % len(told(es)))
+    pctest.job_kill(s.gw, jid)
+    wait_end(s, j)
+
+
 def main():
+    only = os.environ.get("PC_SUBTESTS")  # e.g. PC_SUBTESTS=stalled_runner,trimmed_ctl
     s = pctest.JobSetup(TEMPLATES, gw_args=["--max-body", str(4 * MIB)])
-    pctest.run_subtests([backpressure, cli_big, refusals, restart, uncredited, two_gateways], s)
+    subtests = [backpressure, cli_big, refusals, restart, uncredited, two_gateways,
+                stalled_runner, trimmed_ctl, uncredited_flood]
+    if only:
+        subtests = [f for f in subtests if f.__name__ in only.split(",")]
+    pctest.run_subtests(subtests, s)
     s.gw.check_alive("after the stdin tests")
     s.runner.check_alive("after the stdin tests")
     s.gw.stop()

@@ -2,7 +2,8 @@
  * guard process: groups registered by pc_spawn's child are SIGKILLed when the
  * owner's end closes, unregistered ones are not, a full table refuses the
  * group it cannot hold, termination signals are ignored, its death is seen
- * by pc_guard_check, and it holds no copy of the owner's other fds. */
+ * by pc_guard_check, a stopped guard blocks no sender (pc_guard_kill gives up
+ * on it), and it holds no copy of the owner's other fds. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -259,6 +260,74 @@ static void test_death_seen(void **state)
     assert_int_equal(pc_guard_stop(&g, 0), 0);
 }
 
+/*
+ * A guard that reads no more (SIGSTOPped) never blocks a sender: once its socket is full a send
+ * fails at once with PC_ETIMEOUT (errno EAGAIN), and a job's child registering with it still
+ * gets to exec (pc_spawn returns). A blocking send would hang here: alarm() ends the test then
+ * (SIGALRM's default action), as a failure.
+ */
+static void test_stopped_guard_does_not_block(void **state)
+{
+    (void)state;
+    struct pc_guard g;
+    struct pc_proc p;
+    char *argv[] = {"true", NULL};
+    struct pc_spawn_opts o;
+    int rc = 0, st = 0, n;
+    assert_int_equal(pc_guard_start(&g, 4, NULL, 0), 0);
+    assert_int_equal(kill(g.pid, SIGSTOP), 0);
+    alarm(10);
+    for (n = 0; n < 100000 && (rc = pc_guard_del(&g, 12345)) == 0; n++)
+        ;
+    assert_int_equal(rc, PC_ETIMEOUT);
+    assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+    assert_true(n > 0);
+    assert_int_equal(pc_guard_add(&g, 12346), PC_ETIMEOUT); /* still full: fails again at once */
+    /* the child's "add" fails too, without waiting: the spawn completes */
+    memset(&o, 0, sizeof(o));
+    o.argv = argv;
+    o.guard = &g;
+    assert_int_equal(pc_spawn(&o, &p, NULL, 0), 0);
+    assert_int_equal(waitpid(p.pid, &st, 0), p.pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    pc_proc_close(&p);
+    alarm(0);
+    /* a stopped process dies of SIGKILL all the same */
+    assert_int_equal(kill(g.pid, SIGKILL), 0);
+    for (int i = 0; i < 200 && (rc = pc_guard_check(&g, &st)) == 0; i++)
+        sleep_ms(10);
+    assert_int_equal(rc, 1);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+}
+
+/* pc_guard_kill: the guard dies of SIGKILL without killing its groups; the owner's end is
+ * closed at once (no more records), the process is left for pc_guard_check to reap. */
+static void test_guard_kill(void **state)
+{
+    (void)state;
+    struct pc_guard g;
+    struct pc_proc a;
+    int rc = 0, st = 0;
+    assert_int_equal(pc_guard_kill(NULL), PC_EINVAL);
+    assert_int_equal(pc_guard_start(&g, 1, NULL, 0), 0);
+    pid_t ca = spawn_tree(&g, &a);
+    assert_int_equal(kill(g.pid, SIGSTOP), 0); /* stuck, as when the owner gives up on it */
+    assert_int_equal(pc_guard_kill(&g), 0);
+    assert_int_equal(g.fd, -1);
+    assert_true(g.pid > 0);
+    assert_int_equal(pc_guard_add(&g, 12345), PC_EINVAL);
+    for (int i = 0; i < 200 && (rc = pc_guard_check(&g, &st)) == 0; i++)
+        sleep_ms(10);
+    assert_int_equal(rc, 1);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    assert_int_equal(g.pid, -1);
+    assert_int_equal(pc_guard_kill(&g), PC_EINVAL);
+    sleep_ms(100);
+    assert_true(proc_alive(ca)); /* a killed guard kills nothing */
+    kill(-a.pid, SIGKILL);
+    reap(&a);
+}
+
 /* The guard keeps no copy of the owner's fds: a pipe's write end closed here gives EOF. */
 static void test_no_fd_copies(void **state)
 {
@@ -300,6 +369,8 @@ int main(void)
         cmocka_unit_test(test_failed_spawn_unregisters),
         cmocka_unit_test(test_ignores_signals),
         cmocka_unit_test(test_death_seen),
+        cmocka_unit_test(test_stopped_guard_does_not_block),
+        cmocka_unit_test(test_guard_kill),
         cmocka_unit_test(test_no_fd_copies),
         cmocka_unit_test(test_bad_args),
     };
