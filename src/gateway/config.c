@@ -76,7 +76,7 @@ void gw_config_usage(FILE *f)
           "  --cors-origin ORIGIN   send Access-Control-Allow-Origin (PIPECAST_CORS_ORIGIN)\n"
           "  --max-clients N        concurrent SSE streams (PIPECAST_MAX_CLIENTS, default 1000)\n"
           "  --http-threads N       civetweb worker threads, all started up front; live SSE\n"
-          "                         streams do not hold one (PIPECAST_HTTP_THREADS, default 32)\n"
+          "                         streams do not hold one (PIPECAST_HTTP_THREADS, default 128)\n"
           "  --sse-writers N        threads that write to live SSE streams (PIPECAST_SSE_WRITERS,\n"
           "                         default: the number of CPUs, at most 4)\n"
           "  --ping-interval S      SSE keep-alive comment period (PIPECAST_PING_INTERVAL, 15)\n"
@@ -346,7 +346,7 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
                 GW_MAX_CLIENTS_LIMIT);
         cfg->max_clients = (int)n;
     }
-    cfg->http_threads = 32;
+    cfg->http_threads = 128; /* ~15 KB each; an idle connection holds one up to 10 s */
     if (val[OPT_HTTP_THREADS]) {
         if (parse_num(val[OPT_HTTP_THREADS], 4, GW_HTTP_THREADS_LIMIT, &n) != 0)
             BAD(OPT_HTTP_THREADS, "\"%.50s\": expected a number 4-%d", val[OPT_HTTP_THREADS],

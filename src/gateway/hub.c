@@ -85,6 +85,7 @@ struct gw_channel {
     struct ring_entry *ring; /* circular: entry i (0 = oldest) is ring[(head + i) % cap] */
     size_t cap, head, count, bytes;
     struct watch *watchers; /* waiters of multi-channel subscribers */
+    long reader_slot;       /* its index in the reader's XREAD snapshot, -1: none */
     struct {
         struct gw_listener *head; /* live subscribers of one group (fanout writer) */
         int queued;               /* the group was told and has not looked yet */
@@ -129,6 +130,7 @@ struct reader {
     struct pc_backoff bo;
     struct pc_buf scratch; /* one encoded entry */
     struct slot *keys;     /* snapshot: channels to XREAD */
+    int valid;             /* keys/init still mirror the channel set (the ids are kept current) */
     size_t nkeys, capkeys;
     struct slot *init; /* snapshot: channels that need their base_id */
     size_t ninit, capinit;
@@ -324,6 +326,7 @@ static struct gw_channel *channel_new(const struct gw_hub *h, const char *name)
     }
     memcpy(ch->name, name, nl + 1);
     ch->hub = h;
+    ch->reader_slot = -1;
     pthread_mutex_init(&ch->mu, NULL);
     cond_init_monotonic(&ch->cond);
     return ch;
@@ -1018,9 +1021,15 @@ static int reader_snapshot(struct gw_hub *h, struct reader *r)
 {
     int rc = 0;
 
+    pthread_mutex_lock(&h->mu);
+    if (!h->dirty && r->valid) {
+        /* the set did not change: reader_process kept the ids current (with a thousand
+         * channels, rebuilding this every round was most of the reader's time) */
+        pthread_mutex_unlock(&h->mu);
+        return 0;
+    }
     r->nkeys = 0;
     r->ninit = 0;
-    pthread_mutex_lock(&h->mu);
     h->dirty = 0;
     for (size_t b = 0; b < HUB_BUCKETS && rc == 0; b++) {
         for (struct gw_channel *ch = h->buckets[b]; ch && rc == 0; ch = ch->next) {
@@ -1036,6 +1045,7 @@ static int reader_snapshot(struct gw_hub *h, struct reader *r)
                 if (rc == 0) {
                     memcpy(r->keys[r->nkeys].key, ch->key, sizeof(ch->key));
                     pc_id_format(&ch->last_id, r->keys[r->nkeys].id);
+                    ch->reader_slot = (long)r->nkeys;
                     r->nkeys++;
                 }
             }
@@ -1044,6 +1054,8 @@ static int reader_snapshot(struct gw_hub *h, struct reader *r)
     }
     if (rc != 0)
         h->dirty = 1;
+    /* channels set up now (reader_init) join at the next snapshot */
+    r->valid = rc == 0 && r->ninit == 0;
     pthread_mutex_unlock(&h->mu);
     return rc;
 }
@@ -1264,7 +1276,14 @@ static void reader_process(struct gw_hub *h, struct reader *r, const redisReply 
         }
         if (have_last && pc_id_cmp(&last, &ch->last_id) > 0)
             ch->last_id = last;
+        if (ch->reader_slot >= 0 && (size_t)ch->reader_slot < r->nkeys &&
+            strcmp(r->keys[ch->reader_slot].key, ch->key) == 0)
+            pc_id_format(&ch->last_id, r->keys[ch->reader_slot].id);
+        else
+            r->valid = 0; /* not in the snapshot: take a new one */
         channel_notify(ch);
+    } else {
+        r->valid = 0; /* re-created since the snapshot */
     }
     pthread_mutex_unlock(&ch->mu);
     hub_unref(h, ch, 0);
@@ -1374,6 +1393,8 @@ static void *reader_main(void *arg)
             failing = 0;
         }
         res = reader_round(h, &r);
+        if (res != ROUND_OK)
+            r.valid = 0; /* a channel may have turned bad, or the connection is new */
         if (res == ROUND_OK) {
             pc_backoff_reset(&r.bo);
             continue;
