@@ -546,17 +546,24 @@ function mountJob(r) {
     }
   }
 
-  // stdin: a job that is still queued answers 409; keep trying for a while until it runs.
+  // stdin: a job that is still queued answers 409 (keep trying until it runs); a full stdin
+  // buffer answers 429 with nothing taken (send the same bytes again once the job has read).
   async function post(text, isEof) {
     for (let attempt = 0; ; attempt++) {
       try {
         await api.sendStdin(r.id, text, isEof);
         return true;
       } catch (err) {
-        if (err.status === 409 && job && (job.status === "queued" || job.status === "running") && attempt < 40) {
-          await new Promise((res) => setTimeout(res, 250));
-          try { job = await api.getJob(r.id); show(); } catch (e2) { /* keep trying */ }
+        if (err.status === 429 && attempt < 120) {
+          await new Promise((res) => setTimeout(res, Math.min(1000, 50 * (attempt + 1))));
           continue;
+        }
+        if (err.status === 409 && attempt < 40) {
+          try { job = await api.getJob(r.id); show(); } catch (e2) { /* keep trying */ }
+          if (job && job.status === "queued") {
+            await new Promise((res) => setTimeout(res, 250));
+            continue;
+          }
         }
         toast((isEof ? "EOF" : "stdin") + ": " + err.message, "error");
         return false;

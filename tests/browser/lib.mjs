@@ -426,6 +426,7 @@ export const TEMPLATES = {
     params: { code: { type: 'int', min: 0, max: 255, required: true } },
   },
   cat: { description: 'Echo stdin back', argv: ['cat'], timeout_s: 600 },
+  latecount: { description: 'Count stdin bytes, reading only after 3 s', argv: ['sh', '-c', 'sleep 3; wc -c'], shell: true, timeout_s: 600 },
   sleep: {
     description: 'Sleep (try the kill button)',
     argv: ['sleep', '{seconds}'],

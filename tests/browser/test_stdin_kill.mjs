@@ -35,6 +35,34 @@ await main('test_stdin_kill', async (t) => {
     checkEq([j.status, j.code], ['exited', 0], 'REST status and code after EOF');
   });
 
+  await t.subtest('stdin_full_buffer_resends', async () => {
+    // two 700 KB lines to a job that reads nothing for 3 s: the second does not fit the job's
+    // 1 MiB stdin buffer (429 + Retry-After, nothing taken); the page must send it again
+    // until it fits, so the job counts every byte of both lines
+    const job = await submitJob(gw, { template: 'latecount' });
+    await waitJob(gw, job.id, ['running']);
+    const page = await newPage(t);
+    await openPage(page, gw.url(`#/job/${job.id}`));
+    await waitText(page, 'job-status', /\brunning\b/i, 10000, 'job-status "running"');
+    const big = 'x'.repeat(700000);
+    for (let i = 0; i < 2; i++) {
+      await tid(page, 'stdin-input').fill(big);
+      await tid(page, 'stdin-send').click();
+      await waitFor(async () => (await tid(page, 'stdin-input').inputValue()) === '', 5000, 'the stdin box to clear');
+    }
+    // the second line is only taken once the job reads (3 s): then EOF
+    await waitFor(async () => {
+      const h = await rds.cmd('HGET', `pc:job:${job.id}`, 'stdin_accepted');
+      return Number(h) === 2 * 700001;
+    }, 20000, 'the job hash to count both lines as accepted (the page resends after 429)');
+    await tid(page, 'stdin-eof').click();
+    await waitText(page, 'job-status', /\bexited\b/i, 15000, 'job-status "exited" after EOF');
+    await waitFor(async () => (await stdoutTexts(page)).some((l) => l.trim() === String(2 * 700001)), 10000,
+      `wc -c to print ${2 * 700001} (page stdout: ${short(await stdoutTexts(page).catch(() => []))})`);
+    const toasts = await page.evaluate(() => document.body.innerText);
+    check(!/stdin buffer full/.test(toasts), 'no "stdin buffer full" error shown: the page should resend');
+  });
+
   await t.subtest('kill_button', async () => {
     const job = await submitJob(gw, { template: 'sleep', args: { seconds: 300 } });
     await waitJob(gw, job.id, ['running']);
