@@ -33,6 +33,7 @@
 #define BLOCK_LIMIT_MS 12000 /* a BLOCK 2000 read unanswered this long: dead connection */
 #define CLAIM_EVERY_MS 5000
 #define GIVE_UP_EXTRA_S 20 /* after grace + kill grace: stop waiting for Redis */
+#define IDLE_STOP_WAIT_S 3 /* no job held: how long the heartbeat DEL may wait for Redis */
 
 /* ------------------------------------------------------------ reply helpers */
 
@@ -482,6 +483,15 @@ static void grace_cb(evutil_socket_t fd, short what, void *arg)
         evtimer_add(rn->grace_ev, &tv);
         return;
     }
+    if (rn->jobs_head == NULL) {
+        /* nothing to report, only the heartbeat to delete: its TTL does that too */
+        pc_warn("runner",
+                "redis %s unreachable after %lld s: exiting without deleting the heartbeat "
+                "(it expires by its TTL)",
+                rn->o.where, waited);
+        event_base_loopexit(rn->base, NULL);
+        return;
+    }
     /* still here: Redis is not taking what the jobs have to report */
     size_t pending = 0;
     for (struct job *j = rn->jobs_head; j != NULL; j = j->next)
@@ -547,7 +557,7 @@ static void stop_cb(evutil_socket_t sig, short what, void *arg)
     evtimer_add(rn->grace_ev, &tv);
     if (rn->held == 0) {
         rn->kill_all_sent = 1; /* nothing to wait for */
-        tv.tv_sec = rn->o.kill_grace_s + GIVE_UP_EXTRA_S;
+        tv.tv_sec = rn->jobs_head == NULL ? IDLE_STOP_WAIT_S : rn->o.kill_grace_s + GIVE_UP_EXTRA_S;
         evtimer_add(rn->grace_ev, &tv);
     }
     rn_check_done(rn);
