@@ -63,4 +63,10 @@ int pc_proc_kill(const struct pc_proc *p, int sig);
 /** Close whichever fds of @p p are still open (sets them to -1). */
 void pc_proc_close(struct pc_proc *p);
 
+/*
+ * Close every descriptor >= @p lowfd (close_range(2), else a loop up to the
+ * open-files limit). Async-signal-safe: for a child between fork and exec.
+ */
+void pc_close_from(int lowfd);
+
 #endif

@@ -34,13 +34,13 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "pipecast/error.h"
 #include "pipecast/log.h"
+#include "pipecast/spawn.h"
 
 struct guard_rec {
     int32_t op;
@@ -115,19 +115,6 @@ int pc_guard_tab_has(const struct pc_guard_tab *t, pid_t pgid)
 }
 
 /* ------------------------------------------------------------ the guard process */
-
-static void close_from(int lowfd)
-{
-#ifdef SYS_close_range
-    if (syscall(SYS_close_range, (unsigned)lowfd, ~0U, 0) == 0)
-        return;
-#endif
-    long max = sysconf(_SC_OPEN_MAX);
-    if (max < 0 || max > 65536)
-        max = 65536;
-    for (int fd = lowfd; fd < max; fd++)
-        close(fd);
-}
 
 static int is_ignored(int sig)
 {
@@ -232,7 +219,7 @@ static void guard_child(int sock, int owner_end, struct pc_guard_tab *t)
         dup2(nul, 2);
     if (dup2(s, 3) != 3)
         _exit(1);
-    close_from(4);
+    pc_close_from(4);
     pc_debug("guard", "guarding the process groups of pid %ld (up to %zu)", owner, t->cap);
     guard_loop(3, t, owner);
 }

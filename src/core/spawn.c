@@ -176,7 +176,7 @@ static int move_up(int fd)
     return fcntl(fd, F_DUPFD_CLOEXEC, CHILD_FD_BASE);
 }
 
-static void close_from(int lowfd)
+void pc_close_from(int lowfd)
 {
 #ifdef SYS_close_range
     if (syscall(SYS_close_range, (unsigned)lowfd, ~0U, 0) == 0)
@@ -267,7 +267,7 @@ static void child_run(struct child_plan *p)
     if (dup3(ef, 3, O_CLOEXEC) < 0)
         child_fail(ef, ST_DUP, errno);
     ef = 3;
-    close_from(4);
+    pc_close_from(4);
 
     if (limit_one(RLIMIT_CPU, o->limits.cpu_s) != 0)
         child_fail(ef, ST_RLIMIT_CPU, errno);
