@@ -28,6 +28,7 @@ import json
 import os
 import random
 import re
+import selectors
 import shutil
 import signal
 import socket
@@ -985,6 +986,44 @@ class SSEClient:
             except OSError:
                 pass
         self.closed = True
+
+
+def sse_open_many(gw, channel, n, timeout=30):
+    """Open @n streams on @channel's events and read their heads; each must answer 200."""
+    t0 = time.monotonic()
+    clients = [gw.sse(channel, timeout=timeout) for _ in range(n)]
+    for i, c in enumerate(clients):
+        c.read_head()
+        check(c.status == 200, "client %d: HTTP %d %r" % (i, c.status, c.body[:200]))
+    log("%d streams open in %.2f s" % (n, time.monotonic() - t0))
+    return clients
+
+
+class SSEPump:
+    """Reads many SSE clients from one selector: pump(until, timeout) reads until until() holds
+    (True) or timeout * SLOW seconds pass (False); a closed client stops being read."""
+
+    def __init__(self, clients):
+        self.sel = selectors.DefaultSelector()
+        for c in clients:
+            self.sel.register(c.sock, selectors.EVENT_READ, c)
+
+    def __call__(self, until, timeout):
+        deadline = time.monotonic() + timeout * SLOW
+        while not until():
+            if time.monotonic() > deadline:
+                return False
+            for k, _ in self.sel.select(0.2):
+                c = k.data
+                if not c.recv_once(0):
+                    self.sel.unregister(c.sock)
+        return True
+
+    def forget(self, c):
+        self.sel.unregister(c.sock)
+
+    def close(self):
+        self.sel.close()
 
 
 def sse_open(gw, channel, query="", headers=None, timeout=10.0):

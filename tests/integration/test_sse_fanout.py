@@ -2,7 +2,6 @@
 """200 concurrent SSE clients on one channel all receive everything, in order (one selector
 loop drives all sockets); the sse_clients gauge follows them."""
 
-import selectors
 import time
 
 import pctest
@@ -21,29 +20,8 @@ def main():
     pctest.on_exit(lambda: r.delete(key))
     r.xadd(key, {"data": "before anyone"})
 
-    t0 = time.monotonic()
-    clients = []
-    for _ in range(N):
-        clients.append(gw.sse(ch, timeout=30))
-    for i, c in enumerate(clients):
-        c.read_head()
-        check(c.status == 200, "client %d: HTTP %d %r" % (i, c.status, c.body[:200]))
-    pctest.log("%d streams open in %.2f s" % (N, time.monotonic() - t0))
-
-    sel = selectors.DefaultSelector()
-    for c in clients:
-        sel.register(c.sock, selectors.EVENT_READ, c)
-
-    def pump(until, timeout):
-        deadline = time.monotonic() + timeout * pctest.SLOW
-        while not until():
-            if time.monotonic() > deadline:
-                return False
-            for k, _ in sel.select(0.2):
-                c = k.data
-                if not c.recv_once(0):
-                    sel.unregister(c.sock)
-        return True
+    clients = pctest.sse_open_many(gw, ch, N)
+    pump = pctest.SSEPump(clients)
 
     # everyone gets the history entry first
     ok = pump(lambda: all(len(c.events) >= 1 for c in clients), 20)
@@ -76,7 +54,7 @@ def main():
 
     for c in clients:
         c.close()
-    sel.close()
+    pump.close()
     pctest.wait_for(lambda: gw.metrics().get("pipecast_sse_clients") == 0.0, 10 * pctest.SLOW,
                     "pipecast_sse_clients back to 0 after the clients left")
     gw.check_alive()

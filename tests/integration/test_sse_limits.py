@@ -11,7 +11,6 @@
 
 import os
 import resource
-import selectors
 import threading
 import time
 
@@ -47,28 +46,8 @@ def main():
     pctest.on_exit(lambda: r.delete(key))
     r.xadd(key, {"data": "history"})
 
-    t0 = time.monotonic()
-    clients = [pctest.SSEClient(gw.port, "/api/channels/%s/events" % ch, timeout=30)
-               for _ in range(N)]
-    for i, c in enumerate(clients):
-        c.read_head()
-        check(c.status == 200, "client %d: HTTP %d %r" % (i, c.status, c.body[:200]))
-    pctest.log("%d streams open in %.2f s" % (N, time.monotonic() - t0))
-
-    sel = selectors.DefaultSelector()
-    for c in clients:
-        sel.register(c.sock, selectors.EVENT_READ, c)
-
-    def pump(until, timeout):
-        deadline = time.monotonic() + timeout * pctest.SLOW
-        while not until():
-            if time.monotonic() > deadline:
-                return False
-            for k, _ in sel.select(0.2):
-                c = k.data
-                if not c.recv_once(0):
-                    sel.unregister(c.sock)
-        return True
+    clients = pctest.sse_open_many(gw, ch, N)
+    pump = pctest.SSEPump(clients)
 
     ok = pump(lambda: all(len(c.events) >= 1 for c in clients), 30)
     check(ok, "%d streams did not get the history entry"
@@ -139,7 +118,7 @@ def main():
 
     # clients that leave are noticed at once (no write needed): the slots come back
     for c in clients[:100]:
-        sel.unregister(c.sock)
+        pump.forget(c)
         c.close()
     pctest.wait_for(lambda: gw.metrics().get("pipecast_sse_clients") == float(N - 100),
                     5 * pctest.SLOW, "pipecast_sse_clients to drop by the 100 closed streams")
@@ -155,7 +134,7 @@ def main():
     for c in clients[100:]:
         c.close()
     again.close()
-    sel.close()
+    pump.close()
     pctest.wait_for(lambda: gw.metrics().get("pipecast_sse_clients") == 0.0, 10 * pctest.SLOW,
                     "pipecast_sse_clients back to 0")
     gw.check_alive()
