@@ -23,6 +23,7 @@
 #include "pipecast/error.h"
 #include "pipecast/guard.h"
 #include "pipecast/spawn.h"
+#include "proc_alive.h"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -30,21 +31,6 @@ static void sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000 * 1000};
     nanosleep(&ts, NULL);
-}
-
-/* Gone: no such process, or a zombie (in a container without an init that reaps orphans). */
-static int proc_alive(pid_t pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *rp = strrchr(buf, ')');
-    return rp != NULL && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
 }
 
 static int wait_gone(pid_t pid, long ms)

@@ -19,6 +19,7 @@
 
 #include "pipecast/error.h"
 #include "pipecast/spawn.h"
+#include "proc_alive.h"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -93,22 +94,6 @@ static struct result *new_result(void)
 }
 
 static const struct pc_limits no_limits = {0, 0, 0, 0};
-
-/* A process is gone when it no longer exists or is a zombie nobody reaped yet
- * (in a container without an init that reaps orphans). */
-static int proc_alive(pid_t pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *rp = strrchr(buf, ')');
-    return rp != NULL && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
-}
 
 /* ------------------------------------------------------------ tests */
 
