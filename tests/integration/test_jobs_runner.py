@@ -75,6 +75,22 @@ TEMPLATES = {
 LIMITS_MAX = {"cpu_s": 2, "as_mb": 4096, "nofile": 4096, "nproc": 512, "timeout_s": 86400}
 
 
+def inject_and_wait(r, spec, what):
+    """Write a job straight into the queue, as a submitter other than the gateway would (no
+    gateway validation), and wait for the runner to end it. Returns (job id, channel)."""
+    jid = "%016x" % random.getrandbits(64)
+    ch = "job:" + jid
+    now = int(time.time() * 1000)
+    r.execute("HSET", "pc:job:" + jid, "id", jid, "status", "queued", "channel", ch,
+              "spec", json.dumps(spec), "created_ms", now)
+    r.execute("ZADD", "pc:jobs:index", now, jid)
+    eid = r.xadd("pc:jobs", {"job": jid})
+    r.execute("HSET", "pc:job:" + jid, "entry", eid)
+    pctest.wait_for(lambda: pctest.job_hash(r, jid).get("status") in pctest.JOB_ENDED,
+                    10 * pctest.SLOW, "the runner to end queue-injected job (%s)" % what)
+    return jid, ch
+
+
 def start_of(entries):
     return [e for e in entries if e.event == "start"]
 
@@ -553,16 +569,7 @@ def t_queue_injection(s):
                        ({"template": "echo_any", "args": {"msg": "x"}, "shell": True},
                         "shell: true in a request"),
                        ({"template": "missing", "bogus": 1}, "unknown top-level key")):
-        jid = "%016x" % random.getrandbits(64)
-        ch = "job:" + jid
-        now = int(time.time() * 1000)
-        s.r.execute("HSET", "pc:job:" + jid, "id", jid, "status", "queued", "channel", ch,
-                    "spec", json.dumps(spec), "created_ms", now)
-        s.r.execute("ZADD", "pc:jobs:index", now, jid)
-        eid = s.r.xadd("pc:jobs", {"job": jid})
-        s.r.execute("HSET", "pc:job:" + jid, "entry", eid)
-        pctest.wait_for(lambda: pctest.job_hash(s.r, jid).get("status") in pctest.JOB_ENDED,
-                        10 * pctest.SLOW, "the runner to end queue-injected job (%s)" % what)
+        jid, ch = inject_and_wait(s.r, spec, what)
         h = pctest.job_hash(s.r, jid)
         check_eq(h.get("status"), "failed", "queue-injected %s: status" % what)
         es = pctest.wait_exit_event(s.r, ch, 5)
@@ -598,16 +605,7 @@ def t_request_opt_in(s):
     for spec, what in (({"template": "pwd_fixed", "cwd": DATA_DIR}, "queue: cwd"),
                        ({"template": "env_none", "env": {"X": "1"}}, "queue: env"),
                        ({"template": "env", "env": {"MAKEFILES": "/tmp/x"}}, "queue: env name")):
-        jid = "%016x" % random.getrandbits(64)
-        ch = "job:" + jid
-        now = int(time.time() * 1000)
-        s.r.execute("HSET", "pc:job:" + jid, "id", jid, "status", "queued", "channel", ch,
-                    "spec", json.dumps(spec), "created_ms", now)
-        s.r.execute("ZADD", "pc:jobs:index", now, jid)
-        eid = s.r.xadd("pc:jobs", {"job": jid})
-        s.r.execute("HSET", "pc:job:" + jid, "entry", eid)
-        pctest.wait_for(lambda: pctest.job_hash(s.r, jid).get("status") in pctest.JOB_ENDED,
-                        10 * pctest.SLOW, "the runner to end queue-injected job (%s)" % what)
+        jid, ch = inject_and_wait(s.r, spec, what)
         check_eq(pctest.job_hash(s.r, jid).get("status"), "failed", "%s: status" % what)
         es = pctest.wait_exit_event(s.r, ch, 5)
         check(not start_of(es), "%s: must not start: %r" % (what, es))
