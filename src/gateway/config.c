@@ -36,6 +36,7 @@ enum {
     OPT_SESSION_GRACE,
     OPT_HTTP_THREADS,
     OPT_SSE_WRITERS,
+    OPT_HUB_READERS,
     OPT_COUNT
 };
 
@@ -58,6 +59,7 @@ static const struct {
     [OPT_SESSION_GRACE] = {"--session-channel-grace", "PIPECAST_SESSION_CHANNEL_GRACE"},
     [OPT_HTTP_THREADS] = {"--http-threads", "PIPECAST_HTTP_THREADS"},
     [OPT_SSE_WRITERS] = {"--sse-writers", "PIPECAST_SSE_WRITERS"},
+    [OPT_HUB_READERS] = {"--hub-readers", "PIPECAST_HUB_READERS"},
 };
 
 void gw_config_usage(FILE *f)
@@ -79,6 +81,8 @@ void gw_config_usage(FILE *f)
           "                         streams do not hold one (PIPECAST_HTTP_THREADS, default 128)\n"
           "  --sse-writers N        threads that write to live SSE streams (PIPECAST_SSE_WRITERS,\n"
           "                         default: the number of CPUs, at most 4)\n"
+          "  --hub-readers N        Redis connections reading channels, the channels shared\n"
+          "                         among them (PIPECAST_HUB_READERS, default 16)\n"
           "  --ping-interval S      SSE keep-alive comment period (PIPECAST_PING_INTERVAL, 15)\n"
           "  --retry-ms MS          SSE retry: hint (PIPECAST_RETRY_MS, default 2000)\n"
           "  --ring N               entries kept in memory per channel (PIPECAST_RING, 1024)\n"
@@ -359,6 +363,13 @@ int gw_config_parse(struct gw_config *cfg, int argc, char **argv, char *err, siz
             BAD(OPT_SSE_WRITERS, "\"%.50s\": expected a number 1-%d", val[OPT_SSE_WRITERS],
                 GW_SSE_WRITERS_LIMIT);
         cfg->sse_writers = (int)n;
+    }
+    cfg->hub_readers = 16; /* ~63 keys per XREAD with 1,000 channels; idle ones do not connect */
+    if (val[OPT_HUB_READERS]) {
+        if (parse_num(val[OPT_HUB_READERS], 1, GW_HUB_READERS_LIMIT, &n) != 0)
+            BAD(OPT_HUB_READERS, "\"%.50s\": expected a number 1-%d", val[OPT_HUB_READERS],
+                GW_HUB_READERS_LIMIT);
+        cfg->hub_readers = (int)n;
     }
     cfg->ping_interval_s = 15;
     if (val[OPT_PING]) {

@@ -16,6 +16,7 @@
 #define GW_MAX_CLIENTS_LIMIT 100000
 #define GW_HTTP_THREADS_LIMIT 10000
 #define GW_SSE_WRITERS_LIMIT 16 /* GW_LISTEN_GROUPS_MAX */
+#define GW_HUB_READERS_LIMIT 64 /* GW_HUB_READERS_MAX */
 #define GW_PATH_MAX 4096
 
 struct gw_config {
@@ -28,6 +29,7 @@ struct gw_config {
     int max_clients;            /* concurrent SSE streams */
     int http_threads;           /* civetweb num_threads */
     int sse_writers;            /* fanout writer threads; 0 = by CPU count */
+    int hub_readers;            /* hub reader threads, each with a Redis connection */
     int ping_interval_s;
     unsigned retry_ms;             /* the SSE retry: hint */
     int ring;                      /* entries per channel ring */

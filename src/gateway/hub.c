@@ -1,8 +1,13 @@
 /* hub.c -- channel table, per-channel rings and the reader thread.
  *
- * The reader loop, one round at a time:
+ * The channels are split between --hub-readers reader threads (shards), each
+ * with its own Redis connection: a new channel joins the shard with the
+ * fewest. An XREAD costs Redis (and us) work for every key it names, each
+ * time it blocks and each time it wakes; with a thousand busy channels on one
+ * connection every event paid for a thousand keys. Each shard runs this loop,
+ * one round at a time:
  *
- *   snapshot the channel set (hub lock, clears dirty)
+ *   snapshot the shard's channel set (hub lock, clears the shard's dirty)
  *     ├─ channels not set up yet: XREVRANGE key + - COUNT 1 → base_id = last_id
  *     └─ the others: XREAD BLOCK 2000 COUNT 512 STREAMS k1 .. kn last1 .. lastn
  *          ├─ entries: encode once (partial ones: note where the data starts),
@@ -84,12 +89,29 @@ struct gw_channel {
     struct pc_id last_id;    /* the reader's position (skipped entries included) */
     struct ring_entry *ring; /* circular: entry i (0 = oldest) is ring[(head + i) % cap] */
     size_t cap, head, count, bytes;
-    struct watch *watchers; /* waiters of multi-channel subscribers */
-    long reader_slot;       /* its index in the reader's XREAD snapshot, -1: none */
+    struct watch *watchers;           /* waiters of multi-channel subscribers */
+    long reader_slot;                 /* its index in its shard's XREAD snapshot, -1: none */
+    unsigned shard;                   /* its reader (fixed at creation) */
+    struct gw_channel *snext, *sprev; /* the shard's channel list (hub lock) */
     struct {
         struct gw_listener *head; /* live subscribers of one group (fanout writer) */
         int queued;               /* the group was told and has not looked yet */
     } live[GW_LISTEN_GROUPS_MAX];
+};
+
+/* One reader thread and its Redis connection, following a share of the channels. */
+struct shard {
+    struct gw_hub *h;
+    unsigned idx;
+    pthread_cond_t cond; /* hub lock: the reader sleeps here (nothing to read, or backoff) */
+    /* below: hub lock */
+    struct gw_channel *chans; /* its channels */
+    size_t nchannels;
+    int dirty;           /* its set changed since its reader's last snapshot */
+    long long reader_id; /* CLIENT ID of its connection, 0 when none */
+    int reader_fd;       /* its socket, -1 when none: shut down to interrupt on stop */
+    pthread_t thread;
+    int started;
 };
 
 struct gw_hub {
@@ -101,15 +123,11 @@ struct gw_hub {
     atomic_int stopping;
 
     pthread_mutex_t mu;
-    pthread_cond_t reader_cond; /* the reader sleeps here: nothing to read, or backoff */
     struct gw_channel *buckets[HUB_BUCKETS];
     size_t nchannels;
-    int dirty;           /* the set changed since the reader's last snapshot */
-    long long reader_id; /* CLIENT ID of the reader's connection, 0 when none */
-    int reader_fd;       /* its socket, -1 when none: shut down to interrupt on stop */
 
-    pthread_t reader;
-    int reader_started;
+    struct shard *shards;
+    unsigned nshards;
 
     pthread_mutex_t ctl_mu; /* the control connection, for CLIENT UNBLOCK */
     redisContext *ctl;
@@ -124,8 +142,9 @@ struct slot {
     char id[PC_ID_STRLEN]; /* last_id when the snapshot was taken */
 };
 
-/* The reader thread's private state. */
+/* A reader thread's private state. */
 struct reader {
+    struct shard *s;
     redisContext *c;
     struct pc_backoff bo;
     struct pc_buf scratch; /* one encoded entry */
@@ -350,15 +369,54 @@ static struct gw_channel *table_find(struct gw_hub *h, const char *name)
     return NULL;
 }
 
+/* The shard's set changed: its reader takes a new snapshot. Hub lock held. @return its bit. */
+static uint64_t shard_dirty(struct shard *s)
+{
+    s->dirty = 1;
+    pthread_cond_signal(&s->cond);
+    return (uint64_t)1 << s->idx;
+}
+
+/* Hub lock held. */
+static void table_insert(struct gw_hub *h, struct gw_channel *ch)
+{
+    unsigned b = hash_name(ch->name);
+    struct shard *s = &h->shards[0];
+
+    /* the shard with the fewest channels: every XREAD names as few keys as it can */
+    for (unsigned i = 1; i < h->nshards; i++)
+        if (h->shards[i].nchannels < s->nchannels)
+            s = &h->shards[i];
+    ch->shard = s->idx;
+    ch->next = h->buckets[b];
+    h->buckets[b] = ch;
+    ch->sprev = NULL;
+    ch->snext = s->chans;
+    if (s->chans)
+        s->chans->sprev = ch;
+    s->chans = ch;
+    s->nchannels++;
+    h->nchannels++;
+    atomic_store_explicit(&h->metrics->hub_channels, (long)h->nchannels, memory_order_relaxed);
+}
+
 /* Hub lock held. */
 static void table_remove(struct gw_hub *h, struct gw_channel *ch)
 {
     struct gw_channel **pp = &h->buckets[hash_name(ch->name)];
+    struct shard *s = &h->shards[ch->shard];
 
     while (*pp && *pp != ch)
         pp = &(*pp)->next;
     if (*pp)
         *pp = ch->next;
+    if (ch->sprev)
+        ch->sprev->snext = ch->snext;
+    else
+        s->chans = ch->snext;
+    if (ch->snext)
+        ch->snext->sprev = ch->sprev;
+    s->nchannels--;
     h->nchannels--;
     atomic_store_explicit(&h->metrics->hub_channels, (long)h->nchannels, memory_order_relaxed);
 }
@@ -376,30 +434,33 @@ static struct gw_channel *hub_ref(struct gw_hub *h, const char *name)
     return ch;
 }
 
-static void hub_wake_reader(struct gw_hub *h);
+static void hub_wake_readers(struct gw_hub *h, uint64_t shards);
 
-/* Drop a reference. @return 1 when it was the last (the channel is gone), else 0. */
-static int hub_unref(struct gw_hub *h, struct gw_channel *ch, int wake)
+/*
+ * Drop a reference. @return 0, or when it was the last (the channel is gone)
+ * the bit of its shard, to pass to hub_wake_readers().
+ */
+static uint64_t hub_unref(struct gw_hub *h, struct gw_channel *ch)
 {
+    uint64_t bit;
+
     pthread_mutex_lock(&h->mu);
     if (--ch->refs > 0) {
         pthread_mutex_unlock(&h->mu);
         return 0;
     }
     table_remove(h, ch);
-    h->dirty = 1;
-    pthread_cond_signal(&h->reader_cond);
+    bit = shard_dirty(&h->shards[ch->shard]);
     pthread_mutex_unlock(&h->mu);
     channel_free(ch);
-    if (wake)
-        hub_wake_reader(h);
-    return 1;
+    return bit;
 }
 
 void gw_hub_reset_channel(struct gw_hub *h, const char *name)
 {
     struct gw_channel *ch = hub_ref(h, name);
     const struct pc_id zero = {0, 0};
+    uint64_t bit;
 
     if (!ch)
         return;
@@ -411,11 +472,10 @@ void gw_hub_reset_channel(struct gw_hub *h, const char *name)
     ch->last_id = zero;
     pthread_mutex_unlock(&ch->mu);
     pthread_mutex_lock(&h->mu);
-    h->dirty = 1;
-    pthread_cond_signal(&h->reader_cond);
+    bit = shard_dirty(&h->shards[ch->shard]);
     pthread_mutex_unlock(&h->mu);
-    hub_unref(h, ch, 0);
-    hub_wake_reader(h);
+    bit |= hub_unref(h, ch);
+    hub_wake_readers(h, bit);
 }
 
 const char *gw_channel_key(const struct gw_channel *ch)
@@ -428,17 +488,17 @@ const char *gw_channel_key(const struct gw_channel *ch)
 /* ------------------------------------------------------------------------ */
 
 /*
- * The reader clears dirty when it takes its snapshot. While dirty is still set
- * and UNBLOCK answers 0, the reader is between its snapshot and XREAD (or busy
- * elsewhere): try again shortly, a bounded number of times. A reader without a
- * connection (reader_id 0) takes a fresh snapshot after reconnecting anyway.
+ * A reader clears its shard's dirty when it takes its snapshot. While dirty is
+ * still set and UNBLOCK answers 0, the reader is between its snapshot and
+ * XREAD (or busy elsewhere): try again shortly, a bounded number of times. A
+ * reader without a connection (reader_id 0) takes a fresh snapshot after
+ * reconnecting anyway.
  */
-static void hub_wake_reader(struct gw_hub *h)
+static void hub_wake_shard(struct gw_hub *h, struct shard *s)
 {
     const struct timespec half_ms = {0, 500000};
     char err[256];
 
-    pthread_mutex_lock(&h->ctl_mu);
     for (int tries = 0; tries < HUB_UNBLOCK_TRIES; tries++) {
         char idbuf[32];
         const char *argv[3] = {"CLIENT", "UNBLOCK", idbuf};
@@ -448,8 +508,8 @@ static void hub_wake_reader(struct gw_hub *h)
         redisReply *r;
 
         pthread_mutex_lock(&h->mu);
-        dirty = h->dirty;
-        id = h->reader_id;
+        dirty = s->dirty;
+        id = s->reader_id;
         pthread_mutex_unlock(&h->mu);
         if (!dirty || id == 0 || is_stopping(h))
             break;
@@ -478,6 +538,17 @@ static void hub_wake_reader(struct gw_hub *h)
             break;
         nanosleep(&half_ms, NULL);
     }
+}
+
+/* Wake the readers of the shards in the bit set @p shards. */
+static void hub_wake_readers(struct gw_hub *h, uint64_t shards)
+{
+    if (!shards)
+        return;
+    pthread_mutex_lock(&h->ctl_mu);
+    for (unsigned i = 0; i < h->nshards; i++)
+        if (shards & ((uint64_t)1 << i))
+            hub_wake_shard(h, &h->shards[i]);
     pthread_mutex_unlock(&h->ctl_mu);
 }
 
@@ -486,10 +557,10 @@ static void hub_wake_reader(struct gw_hub *h)
 /* ------------------------------------------------------------------------ */
 
 /*
- * Take a reference to channel @p name; a new one is created, added to the
- * reader's set and counted in @p created. Hub lock held.
+ * Take a reference to channel @p name; a new one is created, added to a
+ * shard's set and its bit set in @p created. Hub lock held.
  */
-static struct gw_channel *hub_add_locked(struct gw_hub *h, const char *name, int *created)
+static struct gw_channel *hub_add_locked(struct gw_hub *h, const char *name, uint64_t *created)
 {
     struct gw_channel *ch = table_find(h, name);
 
@@ -501,13 +572,8 @@ static struct gw_channel *hub_add_locked(struct gw_hub *h, const char *name, int
     if (!ch)
         return NULL;
     ch->refs = 1;
-    ch->next = h->buckets[hash_name(name)];
-    h->buckets[hash_name(name)] = ch;
-    h->nchannels++;
-    atomic_store_explicit(&h->metrics->hub_channels, (long)h->nchannels, memory_order_relaxed);
-    h->dirty = 1;
-    pthread_cond_signal(&h->reader_cond);
-    (*created)++;
+    table_insert(h, ch);
+    *created |= shard_dirty(&h->shards[ch->shard]);
     return ch;
 }
 
@@ -524,7 +590,7 @@ int gw_hub_subscribe_many(struct gw_hub *h, const char *const *names, size_t n,
                           struct gw_channel **out)
 {
     size_t i = 0;
-    int created = 0;
+    uint64_t created = 0;
 
     pthread_mutex_lock(&h->mu);
     if (!is_stopping(h))
@@ -535,33 +601,31 @@ int gw_hub_subscribe_many(struct gw_hub *h, const char *const *names, size_t n,
         gw_hub_unsubscribe_many(h, out, i);
         return -1;
     }
-    if (created)
-        hub_wake_reader(h);
+    hub_wake_readers(h, created);
     return 0;
 }
 
 void gw_hub_unsubscribe(struct gw_hub *h, struct gw_channel *ch)
 {
     if (ch)
-        hub_unref(h, ch, 1);
+        hub_wake_readers(h, hub_unref(h, ch));
 }
 
 void gw_hub_unsubscribe_nowake(struct gw_hub *h, struct gw_channel *ch)
 {
     /* the reader may XREAD the key once more; it finds no channel for what it reads */
     if (ch)
-        hub_unref(h, ch, 0);
+        (void)hub_unref(h, ch);
 }
 
 void gw_hub_unsubscribe_many(struct gw_hub *h, struct gw_channel **chs, size_t n)
 {
-    int removed = 0;
+    uint64_t removed = 0;
 
     for (size_t i = 0; i < n; i++)
         if (chs[i])
-            removed += hub_unref(h, chs[i], 0);
-    if (removed)
-        hub_wake_reader(h);
+            removed |= hub_unref(h, chs[i]);
+    hub_wake_readers(h, removed);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -937,11 +1001,20 @@ uint64_t gw_waiter_wait(struct gw_waiter *w, long long deadline_ms)
 /* The reader thread                                                         */
 /* ------------------------------------------------------------------------ */
 
-static void reader_sleep(struct gw_hub *h, int ms)
+static void reader_sleep(struct gw_hub *h, struct reader *r, int ms)
 {
     pthread_mutex_lock(&h->mu);
     if (!is_stopping(h))
-        cond_wait_until(&h->reader_cond, &h->mu, pc_now_ms() + ms);
+        cond_wait_until(&r->s->cond, &h->mu, pc_now_ms() + ms);
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* Wait until the reader's shard has a channel: an idle shard holds no connection. */
+static void reader_wait_work(struct gw_hub *h, struct reader *r)
+{
+    pthread_mutex_lock(&h->mu);
+    while (r->s->nchannels == 0 && !is_stopping(h))
+        pthread_cond_wait(&r->s->cond, &h->mu);
     pthread_mutex_unlock(&h->mu);
 }
 
@@ -979,10 +1052,21 @@ static int reader_connect(struct gw_hub *h, struct reader *r, int quiet)
     }
     id = rep->integer;
     freeReplyObject(rep);
+    /* named for CLIENT LIST: which connections are the gateway's readers */
+    rep = redisCommand(r->c, "CLIENT SETNAME pipecast-hub-%u", r->s->idx);
+    if (!rep) {
+        pc_warn("hub", "redis: CLIENT SETNAME failed: %s", r->c->errstr);
+        redisFree(r->c);
+        r->c = NULL;
+        return -1;
+    }
+    freeReplyObject(rep); /* an error reply (a proxy without CLIENT SETNAME) does not matter */
     pthread_mutex_lock(&h->mu);
-    h->reader_id = id;
-    h->reader_fd = r->c->fd;
-    h->dirty = 1;
+    r->s->reader_id = id;
+    r->s->reader_fd = r->c->fd;
+    r->s->dirty = 1;
+    if (is_stopping(h)) /* gw_hub_stop ran before the fd was known: do its shutdown */
+        shutdown(r->c->fd, SHUT_RDWR);
     pthread_mutex_unlock(&h->mu);
     return 0;
 }
@@ -992,8 +1076,8 @@ static void reader_disconnect(struct gw_hub *h, struct reader *r)
     if (!r->c)
         return;
     pthread_mutex_lock(&h->mu);
-    h->reader_id = 0;
-    h->reader_fd = -1;
+    r->s->reader_id = 0;
+    r->s->reader_fd = -1;
     pthread_mutex_unlock(&h->mu);
     redisFree(r->c);
     r->c = NULL;
@@ -1016,13 +1100,14 @@ static int reserve_slots(struct slot **arr, size_t *cap, size_t need)
     return 0;
 }
 
-/* Copy the channel set: keys to XREAD (with their last ids) and keys to set up. */
+/* Copy the shard's channel set: keys to XREAD (with their last ids) and keys to set up. */
 static int reader_snapshot(struct gw_hub *h, struct reader *r)
 {
+    struct shard *s = r->s;
     int rc = 0;
 
     pthread_mutex_lock(&h->mu);
-    if (!h->dirty && r->valid) {
+    if (!s->dirty && r->valid) {
         /* the set did not change: reader_process kept the ids current (with a thousand
          * channels, rebuilding this every round was most of the reader's time) */
         pthread_mutex_unlock(&h->mu);
@@ -1030,30 +1115,28 @@ static int reader_snapshot(struct gw_hub *h, struct reader *r)
     }
     r->nkeys = 0;
     r->ninit = 0;
-    h->dirty = 0;
-    for (size_t b = 0; b < HUB_BUCKETS && rc == 0; b++) {
-        for (struct gw_channel *ch = h->buckets[b]; ch && rc == 0; ch = ch->next) {
-            pthread_mutex_lock(&ch->mu);
-            if (ch->bad) {
-                /* not followed */
-            } else if (!ch->ready) {
-                rc = reserve_slots(&r->init, &r->capinit, r->ninit + 1);
-                if (rc == 0)
-                    memcpy(r->init[r->ninit++].key, ch->key, sizeof(ch->key));
-            } else {
-                rc = reserve_slots(&r->keys, &r->capkeys, r->nkeys + 1);
-                if (rc == 0) {
-                    memcpy(r->keys[r->nkeys].key, ch->key, sizeof(ch->key));
-                    pc_id_format(&ch->last_id, r->keys[r->nkeys].id);
-                    ch->reader_slot = (long)r->nkeys;
-                    r->nkeys++;
-                }
+    s->dirty = 0;
+    for (struct gw_channel *ch = s->chans; ch && rc == 0; ch = ch->snext) {
+        pthread_mutex_lock(&ch->mu);
+        if (ch->bad) {
+            /* not followed */
+        } else if (!ch->ready) {
+            rc = reserve_slots(&r->init, &r->capinit, r->ninit + 1);
+            if (rc == 0)
+                memcpy(r->init[r->ninit++].key, ch->key, sizeof(ch->key));
+        } else {
+            rc = reserve_slots(&r->keys, &r->capkeys, r->nkeys + 1);
+            if (rc == 0) {
+                memcpy(r->keys[r->nkeys].key, ch->key, sizeof(ch->key));
+                pc_id_format(&ch->last_id, r->keys[r->nkeys].id);
+                ch->reader_slot = (long)r->nkeys;
+                r->nkeys++;
             }
-            pthread_mutex_unlock(&ch->mu);
         }
+        pthread_mutex_unlock(&ch->mu);
     }
     if (rc != 0)
-        h->dirty = 1;
+        s->dirty = 1;
     /* channels set up now (reader_init) join at the next snapshot */
     r->valid = rc == 0 && r->ninit == 0;
     pthread_mutex_unlock(&h->mu);
@@ -1125,7 +1208,7 @@ static enum round reader_init(struct gw_hub *h, struct reader *r)
                 }
             }
             pthread_mutex_unlock(&ch->mu);
-            hub_unref(h, ch, 0);
+            (void)hub_unref(h, ch); /* its own shard: no wake needed */
         }
         freeReplyObject(rep);
     }
@@ -1156,7 +1239,7 @@ static enum round reader_check_types(struct gw_hub *h, struct reader *r)
             ch->bad = 1;
             channel_notify(ch);
             pthread_mutex_unlock(&ch->mu);
-            hub_unref(h, ch, 0);
+            (void)hub_unref(h, ch); /* its own shard: no wake needed */
         }
         freeReplyObject(rep);
     }
@@ -1199,10 +1282,16 @@ static void reader_process(struct gw_hub *h, struct reader *r, const redisReply 
     name = pc_key_channel_name(key->str, h->prefix);
     if (!name || !(ch = hub_ref(h, name)))
         return;
+    if (ch->shard != r->s->idx) {
+        /* gone and subscribed again since the snapshot, now another reader's */
+        (void)hub_unref(h, ch);
+        r->valid = 0;
+        return;
+    }
     tmp = calloc(entries->elements, sizeof(*tmp));
     if (!tmp) {
         /* last_id does not move: the next XREAD asks for these entries again */
-        hub_unref(h, ch, 0);
+        (void)hub_unref(h, ch); /* its own shard: no wake needed */
         return;
     }
     for (size_t i = 0; i < entries->elements; i++) {
@@ -1286,7 +1375,7 @@ static void reader_process(struct gw_hub *h, struct reader *r, const redisReply 
         r->valid = 0; /* re-created since the snapshot */
     }
     pthread_mutex_unlock(&ch->mu);
-    hub_unref(h, ch, 0);
+    (void)hub_unref(h, ch); /* its own shard: no wake needed */
     for (size_t i = 0; i < k; i++)
         free(tmp[i].sse);
     free(tmp);
@@ -1306,8 +1395,8 @@ static enum round reader_round(struct gw_hub *h, struct reader *r)
         return reader_init(h, r);
     if (r->nkeys == 0) {
         pthread_mutex_lock(&h->mu);
-        while (!h->dirty && !is_stopping(h))
-            pthread_cond_wait(&h->reader_cond, &h->mu);
+        while (!r->s->dirty && !is_stopping(h))
+            pthread_cond_wait(&r->s->cond, &h->mu);
         pthread_mutex_unlock(&h->mu);
         return ROUND_OK;
     }
@@ -1369,26 +1458,32 @@ static enum round reader_round(struct gw_hub *h, struct reader *r)
 
 static void *reader_main(void *arg)
 {
-    struct gw_hub *h = arg;
+    struct shard *s = arg;
+    struct gw_hub *h = s->h;
     struct reader r;
     int failing = 0; /* consecutive connection failures; the next success is a reconnect */
 
     memset(&r, 0, sizeof(r));
+    r.s = s;
     pc_backoff_init(&r.bo, 100, 2000);
     pc_buf_init(&r.scratch, HUB_ENTRY_MAX);
     while (!is_stopping(h)) {
         enum round res;
 
         if (!r.c) {
+            reader_wait_work(h, &r);
+            if (is_stopping(h))
+                break;
             if (reader_connect(h, &r, failing > 0) != 0) {
                 gw_metrics_add(&h->metrics->redis_errors, 1);
                 failing++;
-                reader_sleep(h, pc_backoff_next(&r.bo));
+                reader_sleep(h, &r, pc_backoff_next(&r.bo));
                 continue;
             }
             if (failing) {
                 gw_metrics_add(&h->metrics->redis_reconnects, 1);
-                pc_info("hub", "redis: connected again, resuming every channel");
+                pc_info("hub", "redis: reader %u connected again, resuming its %zu channel(s)",
+                        s->idx, s->nchannels);
             }
             failing = 0;
         }
@@ -1406,7 +1501,7 @@ static void *reader_main(void *arg)
             reader_disconnect(h, &r);
             failing = 1;
         }
-        reader_sleep(h, pc_backoff_next(&r.bo));
+        reader_sleep(h, &r, pc_backoff_next(&r.bo));
     }
     reader_disconnect(h, &r);
     free(r.keys);
@@ -1422,18 +1517,28 @@ static void *reader_main(void *arg)
 /* ------------------------------------------------------------------------ */
 
 struct gw_hub *gw_hub_new(const struct pc_redis_url *u, const char *prefix, size_t ring_entries,
-                          size_t ring_bytes, struct gw_metrics *m, char *err, size_t errlen)
+                          size_t ring_bytes, unsigned readers, struct gw_metrics *m, char *err,
+                          size_t errlen)
 {
     struct gw_hub *h;
 
-    if (!pc_prefix_valid(prefix) || ring_entries == 0 || ring_bytes == 0) {
+    if (!pc_prefix_valid(prefix) || ring_entries == 0 || ring_bytes == 0 || readers == 0 ||
+        readers > GW_HUB_READERS_MAX) {
         snprintf(err, errlen, "hub: invalid settings");
         return NULL;
     }
     h = calloc(1, sizeof(*h));
-    if (!h) {
+    if (!h || !(h->shards = calloc(readers, sizeof(*h->shards)))) {
+        free(h);
         snprintf(err, errlen, "hub: %s", pc_strerror(PC_ENOMEM));
         return NULL;
+    }
+    h->nshards = readers;
+    for (unsigned i = 0; i < readers; i++) {
+        h->shards[i].h = h;
+        h->shards[i].idx = i;
+        h->shards[i].reader_fd = -1;
+        cond_init_monotonic(&h->shards[i].cond);
     }
     h->url = *u;
     snprintf(h->prefix, sizeof(h->prefix), "%s", prefix);
@@ -1441,18 +1546,18 @@ struct gw_hub *gw_hub_new(const struct pc_redis_url *u, const char *prefix, size
     h->ring_bytes_max = ring_bytes;
     h->metrics = m;
     atomic_init(&h->stopping, 0);
-    h->reader_fd = -1;
     pthread_mutex_init(&h->mu, NULL);
-    cond_init_monotonic(&h->reader_cond);
     pthread_mutex_init(&h->ctl_mu, NULL);
     return h;
 }
 
 int gw_hub_start(struct gw_hub *h)
 {
-    if (pthread_create(&h->reader, NULL, reader_main, h) != 0)
-        return PC_ENOMEM;
-    h->reader_started = 1;
+    for (unsigned i = 0; i < h->nshards; i++) {
+        if (pthread_create(&h->shards[i].thread, NULL, reader_main, &h->shards[i]) != 0)
+            return PC_ENOMEM; /* gw_hub_free joins those started */
+        h->shards[i].started = 1;
+    }
     return 0;
 }
 
@@ -1465,10 +1570,12 @@ void gw_hub_stop(struct gw_hub *h)
 {
     atomic_store(&h->stopping, 1);
     pthread_mutex_lock(&h->mu);
-    /* The reader may sit in XREAD BLOCK: make its read return at once. */
-    if (h->reader_fd >= 0)
-        shutdown(h->reader_fd, SHUT_RDWR);
-    pthread_cond_broadcast(&h->reader_cond);
+    /* A reader may sit in XREAD BLOCK: make its read return at once. */
+    for (unsigned i = 0; i < h->nshards; i++) {
+        if (h->shards[i].reader_fd >= 0)
+            shutdown(h->shards[i].reader_fd, SHUT_RDWR);
+        pthread_cond_broadcast(&h->shards[i].cond);
+    }
     for (size_t b = 0; b < HUB_BUCKETS; b++) {
         for (struct gw_channel *ch = h->buckets[b]; ch; ch = ch->next) {
             pthread_mutex_lock(&ch->mu);
@@ -1483,10 +1590,10 @@ void gw_hub_free(struct gw_hub *h)
 {
     if (!h)
         return;
-    if (h->reader_started) {
-        gw_hub_stop(h);
-        pthread_join(h->reader, NULL);
-    }
+    gw_hub_stop(h);
+    for (unsigned i = 0; i < h->nshards; i++)
+        if (h->shards[i].started)
+            pthread_join(h->shards[i].thread, NULL);
     for (size_t b = 0; b < HUB_BUCKETS; b++) {
         while (h->buckets[b]) {
             struct gw_channel *ch = h->buckets[b];
@@ -1498,8 +1605,10 @@ void gw_hub_free(struct gw_hub *h)
     }
     if (h->ctl)
         redisFree(h->ctl);
+    for (unsigned i = 0; i < h->nshards; i++)
+        pthread_cond_destroy(&h->shards[i].cond);
+    free(h->shards);
     pthread_mutex_destroy(&h->mu);
-    pthread_cond_destroy(&h->reader_cond);
     pthread_mutex_destroy(&h->ctl_mu);
     free(h);
 }

@@ -1,11 +1,15 @@
-/* hub.h -- the channel hub: one reader thread for all channels, one ring per channel.
+/* hub.h -- the channel hub: a few reader threads share the channels, one ring per channel.
  *
- *   subscribers (civetweb workers)           hub                       Redis
- *   ─────────────────────────────            ───                       ─────
- *   gw_hub_subscribe("build") ───ref──> channel "build" ─┐
- *   gw_channel_poll(cursor)   <─ring──  channel "deploy" ├── reader ── XREAD BLOCK 0 STREAMS ...
- *                                                        │   thread     (one connection)
- *   (set changed) ── CLIENT UNBLOCK <reader id> ─────────┘  <── control connection
+ *   subscribers                     hub                          Redis
+ *   ───────────                     ───                          ─────
+ *   gw_hub_subscribe("build") ─ref─> channel "build"  ─┐ reader 0 ── XREAD BLOCK STREAMS <its keys>
+ *   gw_channel_poll(cursor) <─ring── channel "deploy" ─┘ reader 1 ── XREAD BLOCK STREAMS <its keys>
+ *                                    ...                 ...         (a connection each)
+ *   (a reader's set changed) ── CLIENT UNBLOCK <its id> ── control connection
+ *
+ * Each channel belongs to one reader (the one with the fewest channels when
+ * it was first subscribed), so an XREAD names only its reader's keys: Redis
+ * does work for every key an XREAD names each time it blocks and wakes.
  *
  * A channel's ring holds, contiguously, every entry after base_id that has a
  * data field, each already encoded as SSE bytes (encoded once, copied to
@@ -44,19 +48,22 @@
 #include "metrics.h"
 
 #define GW_RING_BYTES_MAX (4u << 20)
+#define GW_HUB_READERS_MAX 64 /* reader threads (each with its Redis connection) */
 
 struct gw_hub;
 struct gw_channel;
 
 /**
  * @return a hub for keys "<prefix>:ch:<channel>" with rings of at most
- * @p ring_entries entries / @p ring_bytes bytes, or NULL with a reason in @p err.
- * No thread runs before gw_hub_start().
+ * @p ring_entries entries / @p ring_bytes bytes, its channels shared among
+ * @p readers reader threads (1..GW_HUB_READERS_MAX), or NULL with a reason in
+ * @p err. No thread runs before gw_hub_start().
  */
 struct gw_hub *gw_hub_new(const struct pc_redis_url *u, const char *prefix, size_t ring_entries,
-                          size_t ring_bytes, struct gw_metrics *m, char *err, size_t errlen);
+                          size_t ring_bytes, unsigned readers, struct gw_metrics *m, char *err,
+                          size_t errlen);
 
-/** Start the reader thread. @return 0 or PC_ENOMEM. */
+/** Start the reader threads (a reader connects once it has a channel). @return 0 or PC_ENOMEM. */
 int gw_hub_start(struct gw_hub *h);
 
 /**
@@ -68,7 +75,7 @@ void gw_hub_stop(struct gw_hub *h);
 /** @return nonzero once gw_hub_stop() was called. */
 int gw_hub_stopping(const struct gw_hub *h);
 
-/** Join the reader thread and free everything. Every subscriber must have left. */
+/** Join the reader threads and free everything. Every subscriber must have left. */
 void gw_hub_free(struct gw_hub *h);
 
 /**

@@ -174,8 +174,8 @@ int main(int argc, char **argv)
     gw.pool = gw_rpool_new(&cfg.redis, GW_POOL_SIZE, &metrics);
     gw.jobs = gw_jobs_new(); /* NULL: the job API works without its cache */
     gw.sessions = gw_sessions_new(&gw);
-    gw.hub = gw_hub_new(&cfg.redis, cfg.prefix, (size_t)cfg.ring, GW_RING_BYTES_MAX, &metrics, err,
-                        sizeof(err));
+    gw.hub = gw_hub_new(&cfg.redis, cfg.prefix, (size_t)cfg.ring, GW_RING_BYTES_MAX,
+                        (unsigned)cfg.hub_readers, &metrics, err, sizeof(err));
     if (gw.hub) {
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         unsigned writers = cfg.sse_writers > 0 ? (unsigned)cfg.sse_writers
