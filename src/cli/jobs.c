@@ -74,6 +74,7 @@ enum jobs_opt {
     OPT_CURSOR,
     OPT_SIGNAL,
     OPT_EOF,
+    OPT_SESSION_IDLE,
 };
 
 static const struct option jobs_longopts[] = {
@@ -81,6 +82,7 @@ static const struct option jobs_longopts[] = {
     {"json", no_argument, NULL, OPT_JSON},
     {"channel", required_argument, NULL, OPT_CHANNEL},
     {"session", required_argument, NULL, OPT_SESSION},
+    {"session-idle", required_argument, NULL, OPT_SESSION_IDLE},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"env", required_argument, NULL, OPT_ENV},
     {"cwd", required_argument, NULL, OPT_CWD},
@@ -107,8 +109,9 @@ struct jobs_sub {
     const int *opts; /* 0-terminated */
 };
 
-static const int submit_opts[] = {OPT_CHANNEL,    OPT_SESSION, OPT_TIMEOUT, OPT_ENV,  OPT_CWD,
-                                  OPT_STDIN_FILE, OPT_PTY,     OPT_FOLLOW,  OPT_ARGV, 0};
+static const int submit_opts[] = {
+    OPT_CHANNEL, OPT_SESSION,    OPT_SESSION_IDLE, OPT_TIMEOUT, OPT_ENV, OPT_CWD,
+    OPT_PTY,     OPT_STDIN_FILE, OPT_FOLLOW,       OPT_ARGV,    0};
 static const int ls_opts[] = {OPT_STATUS, OPT_SESSION, OPT_LIMIT, OPT_CURSOR, 0};
 static const int kill_opts[] = {OPT_SIGNAL, 0};
 static const int stdin_opts[] = {OPT_EOF, 0};
@@ -131,7 +134,7 @@ struct jobs_ctx {
     int json;
     /* submit */
     const char *channel, *session, *cwd, *stdin_file;
-    long long timeout_s;
+    long long timeout_s, session_idle_s;
     int pty, follow, argv_mode;
     const char **env;
     int nenv;
@@ -160,6 +163,8 @@ static void jobs_usage(FILE *f)
           "    --channel C        publish the job's output to channel C (default: job:<id>,\n"
           "                       or <session>:<id> with --session)\n"
           "    --session S        the job belongs to session S (1-64 bytes, channel alphabet)\n"
+          "    --session-idle S   with --session: kill the session's jobs after S seconds\n"
+          "                       without activity (1-604800; see docs/jobs.md, Sessions)\n"
           "    --timeout S        kill the job after S seconds (1-604800)\n"
           "    --env NAME=VALUE   an environment variable for the job (repeatable)\n"
           "    --cwd DIR          the job's working directory\n"
@@ -677,6 +682,10 @@ static cJSON *submit_body(struct jobs_ctx *x, int npos, char **pos, int *rc)
         pc_cli_err("out of memory");
         return NULL;
     }
+    if (x->session_idle_s && !x->session) {
+        pc_cli_usage_error(&x->com, "submit: --session-idle needs --session");
+        goto fail;
+    }
     if (x->argv_mode) {
         if (npos < 1) {
             pc_cli_usage_error(&x->com, "submit --argv: missing the command (-- CMD ARGS...)");
@@ -706,6 +715,8 @@ static cJSON *submit_body(struct jobs_ctx *x, int npos, char **pos, int *rc)
         cJSON_AddStringToObject(o, "channel", x->channel);
     if (x->session)
         cJSON_AddStringToObject(o, "session", x->session);
+    if (x->session_idle_s)
+        cJSON_AddNumberToObject(o, "session_idle_s", (double)x->session_idle_s);
     if (x->nenv) {
         cJSON *e = cJSON_AddObjectToObject(o, "env");
 
@@ -887,7 +898,7 @@ static int cmd_show(struct jobs_ctx *x, const char *id)
     static const char *const fields[] = {
         "id",          "status",  "channel", "session",    "template",   "runner",
         "pid",         "attempt", "argv",    "created_ms", "started_ms", "ended_ms",
-        "duration_ms", "code",    "signal",  "reason",     "error"};
+        "duration_ms", "code",    "signal",  "reason",     "error",      "stdin"};
     char path[64];
     cJSON *ans = NULL;
     int rc;
@@ -1175,6 +1186,8 @@ static int jobs_option(struct jobs_ctx *x, int opt, const char *arg, const char 
         return 0;
     case OPT_TIMEOUT:
         return pc_cli_parse_ll("--timeout", arg, 1, JOBS_TIMEOUT_MAX, &x->timeout_s);
+    case OPT_SESSION_IDLE:
+        return pc_cli_parse_ll("--session-idle", arg, 1, JOBS_TIMEOUT_MAX, &x->session_idle_s);
     case OPT_ENV: {
         const char **nv = realloc(x->env, (size_t)(x->nenv + 1) * sizeof(*nv));
 

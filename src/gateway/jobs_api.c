@@ -1397,24 +1397,59 @@ static int hnum(const redisReply *h, const char *field, long long *out)
     return v && parse_ll(v->str, v->len, out) == 0 ? 0 : -1;
 }
 
-static void add_num(cJSON *o, const redisReply *h, const char *field)
+/* o[name] = the number in hash field @p field, or null. */
+static void add_num_as(cJSON *o, const char *name, const redisReply *h, const char *field)
 {
     long long v;
 
     if (hnum(h, field, &v) == 0)
-        cJSON_AddNumberToObject(o, field, (double)v);
+        cJSON_AddNumberToObject(o, name, (double)v);
     else
-        cJSON_AddNullToObject(o, field);
+        cJSON_AddNullToObject(o, name);
 }
 
-static void add_str(cJSON *o, const redisReply *h, const char *field)
+/* o[name] = the (non-empty, UTF-8) string in hash field @p field, or null. */
+static void add_str_as(cJSON *o, const char *name, const redisReply *h, const char *field)
 {
     const redisReply *v = hfield(h, field);
 
     if (v && v->len > 0 && strlen(v->str) == v->len && pc_utf8_valid((void *)v->str, v->len))
-        cJSON_AddStringToObject(o, field, v->str);
+        cJSON_AddStringToObject(o, name, v->str);
     else
-        cJSON_AddNullToObject(o, field);
+        cJSON_AddNullToObject(o, name);
+}
+
+static void add_num(cJSON *o, const redisReply *h, const char *field)
+{
+    add_num_as(o, field, h, field);
+}
+
+static void add_str(cJSON *o, const redisReply *h, const char *field)
+{
+    add_str_as(o, field, h, field);
+}
+
+/*
+ * "stdin": the job's stdin accounting (see "Stdin flow control" in docs/jobs.md):
+ * max (null until a runner took the job), accepted, written, dropped, pending
+ * (accepted, neither written nor dropped yet) and closed (null while open).
+ */
+static void add_stdin(cJSON *o, const redisReply *h)
+{
+    cJSON *st = cJSON_AddObjectToObject(o, "stdin");
+    long long acc = 0, wr = 0, dr = 0;
+
+    if (!st)
+        return;
+    add_num_as(st, "max", h, "stdin_max");
+    (void)hnum(h, "stdin_accepted", &acc);
+    (void)hnum(h, "stdin_written", &wr);
+    (void)hnum(h, "stdin_dropped", &dr);
+    cJSON_AddNumberToObject(st, "accepted", (double)acc);
+    cJSON_AddNumberToObject(st, "written", (double)wr);
+    cJSON_AddNumberToObject(st, "dropped", (double)dr);
+    cJSON_AddNumberToObject(st, "pending", (double)(acc - wr - dr > 0 ? acc - wr - dr : 0));
+    add_str_as(st, "closed", h, "stdin_closed"); /* eof, closed, ended, lost */
 }
 
 /* The job object of the API from a job hash (HGETALL reply, non-empty). NULL when out of memory. */
@@ -1462,6 +1497,7 @@ static cJSON *job_json(const redisReply *h)
     cJSON_Delete(sj);
     add_num(o, h, "attempt");
     add_str(o, h, "error");
+    add_stdin(o, h);
     return o;
 }
 

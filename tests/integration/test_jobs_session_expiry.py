@@ -87,6 +87,23 @@ def validation(s, tag):
     check_eq(s.r.execute("ZSCORE", "pc:sessions:expiry", sess), None,
              "refused requests scheduled no expiry")
 
+    # pipecast jobs submit --session-idle: refused without --session or out of range, else sent
+    url = "http://127.0.0.1:%d" % gw.port
+    for args, msg in ((["--session-idle", "5"], b"needs --session"),
+                      (["--session", sess, "--session-idle", "0"], b"--session-idle"),
+                      (["--session", sess, "--session-idle", "604801"], b"--session-idle")):
+        p = pctest.pipecast(["jobs", "submit", "long", "--gateway", url] + args)
+        check_eq(p.returncode, 2, "pipecast jobs submit %s: exit status (%r)" % (args, p.stderr))
+        check(msg in p.stderr, "pipecast jobs submit %s: message %r" % (args, p.stderr))
+    cli = "cli-" + tag
+    p = pctest.pipecast(["jobs", "submit", "long", "--gateway", url, "--session", cli,
+                         "--session-idle", "600", "--json"])
+    check_eq(p.returncode, 0, "pipecast jobs submit --session-idle 600 (%r)" % p.stderr)
+    info = session_get(gw, cli)
+    check_eq((info["idle_s"], info["jobs"]["total"]), (600, 1),
+             "session of pipecast jobs submit --session-idle 600")
+    check_eq(gw.request("DELETE", "/api/sessions/" + cli).status, 200, "DELETE session " + cli)
+
 
 def submit(gw, session, idle=None, channel=None):
     spec = {"template": "long", "session": session}

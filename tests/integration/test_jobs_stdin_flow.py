@@ -85,13 +85,26 @@ def num(v):
     return int(v) if v not in (None, "") else 0
 
 
-def check_settled(r, jid, accepted, what, dropped=0):
-    """At the job's end: every accepted byte is written or counted dropped; none pending."""
-    f = stdin_fields(r, jid)
+def api_stdin(gw, jid):
+    """The "stdin" object of GET /api/jobs/<id>."""
+    res = gw.get("/api/jobs/" + jid)
+    check_eq(res.status, 200, "GET /api/jobs/%s" % jid)
+    return res.json().get("stdin")
+
+
+def check_settled(s, jid, accepted, what, dropped=0):
+    """At the job's end: every accepted byte is written or counted dropped; none pending; the
+    job object's "stdin" says the same as the hash."""
+    f = stdin_fields(s.r, jid)
     check_eq((num(f["stdin_accepted"]), num(f["stdin_written"]) + num(f["stdin_dropped"]),
               num(f["stdin_dropped"])), (accepted, accepted, dropped),
              "%s: stdin_accepted, stdin_written + stdin_dropped, stdin_dropped at the end (%r)"
              % (what, f))
+    check_eq(api_stdin(s.gw, jid),
+             {"max": int(f["stdin_max"]) if f["stdin_max"] else None, "accepted": accepted,
+              "written": accepted - dropped, "dropped": dropped, "pending": 0,
+              "closed": f["stdin_closed"] or None},
+             "%s: \"stdin\" of GET /api/jobs/<id> at the end" % what)
     return f
 
 
@@ -131,6 +144,10 @@ def backpressure(s):
         break
     f = stdin_fields(s.r, jid)
     pending = num(f["stdin_accepted"]) - num(f["stdin_written"]) - num(f["stdin_dropped"])
+    st = api_stdin(s.gw, jid)
+    check(st["max"] == MIB and st["closed"] is None and st["accepted"] >= num(f["stdin_accepted"])
+          and 0 <= st["pending"] <= MIB, "\"stdin\" of a job with a full buffer: %r (hash %r)"
+          % (st, f))
     if refused is not None:
         res, chunk = refused
         check_eq(res.status, 429, "the POST that did not fit: status (%r)" % res)
@@ -164,7 +181,7 @@ def backpressure(s):
              % sum(map(len, accepted)))
     check(refused is not None, "no 429 after %d bytes to a job that does not read: the gateway "
           "accepts what the runner cannot hold" % sum(map(len, accepted)))
-    f = check_settled(s.r, jid, sum(map(len, accepted)), "late_sha")
+    f = check_settled(s, jid, sum(map(len, accepted)), "late_sha")
     check_eq(f["stdin_closed"], "eof", "stdin_closed after eof")
     check_eq(pctest.events_of(es, "stderr"), [], "no stderr entries (nothing dropped)")
 
@@ -187,7 +204,7 @@ def cli_big(s):
     job, es = wait_end(s, j)
     check_eq((job["status"], pctest.as_int(job.get("code"))), ("exited", 0), "status")
     check_eq(sha_line(es), hashlib.sha256(data).hexdigest(), "sha256 of the 20 MB sent by the CLI")
-    check_settled(s.r, j["id"], size, "cli 20 MB")
+    check_settled(s, j["id"], size, "cli 20 MB")
     pctest.log("     20 MB through `pipecast jobs stdin` in %.1f s" % took)
 
     # a job that reads at once: the same path without waiting
@@ -199,7 +216,7 @@ def cli_big(s):
     check_eq(p.returncode, 0, "jobs stdin of 5 MB (%r)" % p.stderr[-400:])
     job, es = wait_end(s, j)
     check_eq(sha_line(es), hashlib.sha256(data).hexdigest(), "sha256 of 5 MB")
-    check_settled(s.r, j["id"], len(data), "cli 5 MB")
+    check_settled(s, j["id"], len(data), "cli 5 MB")
 
     # a gateway whose --max-body is below the CLI's 64 KiB pieces: 413, smaller pieces
     gw3 = pctest.Gateway(s.redis.port, ["--max-body", "20000"])
@@ -245,7 +262,7 @@ def refusals(s):
     dropped = num(f["stdin_dropped"])
     check(total - PIPE_MAX <= dropped <= total and dropped > 0,
           "stdin_dropped after a kill with unread stdin: %r" % f)
-    check_settled(s.r, jid, total, "sleeper", dropped)
+    check_settled(s, jid, total, "sleeper", dropped)
     notes = [e for e in pctest.events_of(es, "stderr") if b"bytes of stdin" in e.data]
     check_eq([e.data for e in notes],
              [b"pipecast: %d bytes of stdin were not written: the job ended first" % dropped],
@@ -273,7 +290,7 @@ def refusals(s):
                 "POST after the job closed its stdin")
     pctest.job_kill(s.gw, jid)
     wait_end(s, j)
-    check_settled(s.r, jid, 3, "closer", 3)
+    check_settled(s, jid, 3, "closer", 3)
 
     # ended: a short job
     j = job_submit(s.gw, {"template": "wc"})
@@ -281,7 +298,7 @@ def refusals(s):
     check_eq(post(s.gw, j["id"], b"12345", eof=True).status, 202, "wc: data + eof")
     job, es = wait_end(s, j)
     check_eq(pctest.output_lines(es), ["5"], "wc -c")
-    check_settled(s.r, j["id"], 5, "wc")
+    check_settled(s, j["id"], 5, "wc")
     check_error(post(s.gw, j["id"], b"x"), 409, r"not running", "POST after exit")
 
 
@@ -302,7 +319,7 @@ def restart(s):
         time.sleep(0.05)
     job, es = wait_end(s, j)
     check_eq(pctest.output_lines(es), ["got one", "got two"], "each attempt read its own stdin")
-    check_settled(s.r, jid, 8, "restarted job")
+    check_settled(s, jid, 8, "restarted job")
 
 
 def uncredited(s):
@@ -324,7 +341,7 @@ def uncredited(s):
     s.r.xadd(ctl, {"type": "eof", "job": jid})
     job, es = wait_end(s, j)
     check_eq(pctest.output_lines(es, "stdout"), ["600005"], "wc -c: uncredited + credited bytes")
-    f = check_settled(s.r, jid, 5, "uncredited")
+    f = check_settled(s, jid, 5, "uncredited")
     check_eq(f["stdin_closed"], "eof", "stdin_closed after an eof written by another producer")
 
 
@@ -363,7 +380,7 @@ def two_gateways(s):
     check_eq(post_until_taken(gw2, jid, b"", eof=True).status, 202, "eof")
     job, es = wait_end(s, j)
     check_eq(pctest.output_lines(es), [str(got["accepted"])], "wc -c of what both accepted")
-    check_settled(s.r, jid, got["accepted"], "two gateways")
+    check_settled(s, jid, got["accepted"], "two gateways")
     gw2.stop()
 
 
@@ -411,7 +428,7 @@ def stalled_runner(s):
     job, es = wait_end(s, j)
     check_eq(pctest.output_lines(es, "stdout"), [str(got["accepted"])],
              "wc -c: every byte answered 202 while the runner was stopped")
-    check_settled(s.r, jid, got["accepted"], "stalled runner")
+    check_settled(s, jid, got["accepted"], "stalled runner")
     check_eq(pctest.events_of(es, "stderr"), [], "no stderr entries (nothing dropped)")
 
 
@@ -448,7 +465,7 @@ def trimmed_ctl(s):
     job, es = wait_end(s, j)
     check_eq(pctest.output_lines(es, "stdout"), [str(11 - dropped)],
              "wc -c: only the bytes before the gap")
-    check_settled(s.r, jid, 11, "trimmed control stream", dropped)
+    check_settled(s, jid, 11, "trimmed control stream", dropped)
 
 
 def uncredited_flood(s):
