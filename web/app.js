@@ -3,6 +3,7 @@
 // window.pipecast. All server text goes into the page as text (textContent / text nodes).
 
 import * as api from "./rest.js";
+import { initAuth, onTokenChange } from "./auth.js";
 import { OutputView } from "./view.js";
 import { h, setText, fmtAgo, fmtDuration, fmtDateTime, argvText, toast, isTyping } from "./util.js";
 
@@ -258,7 +259,7 @@ function startForm() {
     type: "text", "data-testid": "job-channel-input", placeholder: "default: job:<id>", pattern: "[A-Za-z0-9._:@\\-]{1,200}",
     autocomplete: "off", spellcheck: "false", title: "1-200 of A-Z a-z 0-9 . _ : @ -",
   });
-  const error = h("p", { class: "form-error", role: "alert" });
+  const error = h("p", { class: "form-error", role: "alert", "data-testid": "start-job-error" });
   const submit = h("button", { type: "submit", class: "primary", "data-testid": "start-job" }, "Start job");
   const form = h("form", { class: "startform", onsubmit: (e) => onSubmit(e) },
     h("label", { class: "field" }, h("span", { class: "lbl" }, "Template"), select),
@@ -648,6 +649,16 @@ window.pipecast = {
   lastEventId: () => (current && current.outview ? current.outview.store.lastId : null),
   jobId: () => (current && current.kind === "job" ? current.jobId : null),
 };
+
+// "Forget token": the open streams and polls still use the old token; start the view again
+// without it (the gateway then asks for one)
+initAuth();
+onTokenChange((why) => {
+  if (why !== "forget") return;
+  if (current) current.unmount();
+  current = null;
+  route();
+});
 
 window.addEventListener("hashchange", route);
 route();

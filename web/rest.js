@@ -1,5 +1,7 @@
 // REST calls to the gateway (same origin). Errors become ApiError with the gateway's message.
 
+import * as auth from "./auth.js";
+
 export class ApiError extends Error {
   constructor(status, message, body) {
     super(message);
@@ -11,38 +13,45 @@ export class ApiError extends Error {
 const seg = encodeURIComponent;
 
 async function request(method, path, body, opts = {}) {
-  const init = { method, headers: {}, cache: "no-store" };
-  if (body !== undefined) {
-    if (typeof body === "string") {
-      init.body = body;
-      init.headers["Content-Type"] = "text/plain; charset=utf-8";
-    } else {
-      init.body = JSON.stringify(body);
-      init.headers["Content-Type"] = "application/json";
+  for (;;) {
+    const sent = auth.sentToken();
+    const init = { method, headers: auth.authHeaders({}), cache: "no-store" };
+    if (body !== undefined) {
+      if (typeof body === "string") {
+        init.body = body;
+        init.headers["Content-Type"] = "text/plain; charset=utf-8";
+      } else {
+        init.body = JSON.stringify(body);
+        init.headers["Content-Type"] = "application/json";
+      }
     }
-  }
-  // every request has a deadline: a hung gateway must not hang the page
-  const ctrl = new AbortController();
-  const timer = setTimeout(() => ctrl.abort(), opts.timeoutMs || 10000);
-  init.signal = ctrl.signal;
-  let res, text;
-  try {
-    res = await fetch(path, init);
-    text = await res.text();
-  } catch (err) {
-    throw new ApiError(0, ctrl.signal.aborted ? "gateway did not answer in time" : "gateway unreachable", null);
-  } finally {
-    clearTimeout(timer);
-  }
-  let data = null;
-  if (text) {
-    try { data = JSON.parse(text); } catch (err) { data = null; }
-  }
-  if (!res.ok) {
+    // every request has a deadline: a hung gateway must not hang the page (the time a request
+    // waits for the user to give a token is not part of it)
+    const ctrl = new AbortController();
+    const timer = setTimeout(() => ctrl.abort(), opts.timeoutMs || 10000);
+    init.signal = ctrl.signal;
+    let res, text;
+    try {
+      res = await fetch(path, init);
+      text = await res.text();
+    } catch (err) {
+      throw new ApiError(0, ctrl.signal.aborted ? "gateway did not answer in time" : "gateway unreachable", null);
+    } finally {
+      clearTimeout(timer);
+    }
+    let data = null;
+    if (text) {
+      try { data = JSON.parse(text); } catch (err) { data = null; }
+    }
+    if (res.ok) return data;
     const msg = data && typeof data.error === "string" ? data.error : res.status + " " + res.statusText;
-    throw new ApiError(res.status, msg, data);
+    const err = new ApiError(res.status, msg, data);
+    const failure = auth.authFailure(res, msg, sent);
+    if (!failure) throw err;
+    err.scope = failure.scope;
+    // 401 / missing scope: the token form asks for one; then the same request again
+    await auth.needToken(failure, err);
   }
-  return data;
 }
 
 export function eventsUrl(channel, params) {

@@ -15,7 +15,11 @@
 // - ?partial=mark: chunks of a line arrive as "<event>.partial" ("message.partial" for entries
 //   without event); the store joins them.
 // - States: connecting, live, reconnecting, replaying (with a count of entries replayed).
+// - Tokens (gateway --tokens): fetch sends Authorization: Bearer; the EventSource URL carries
+//   access_token= (auth.js). A 401 is seen by channelInfo() (asked before every catch-up), which
+//   waits for the token form: nothing is retried until the user gave a token.
 
+import { authHeaders, withAccessToken } from "./auth.js";
 import { channelInfo, eventsUrl } from "./rest.js";
 import { cmpId } from "./store.js";
 
@@ -96,6 +100,11 @@ export class ChannelStream {
         // fall through to the EventSource, which resumes after the last id seen
       }
       if (this.closed) return;
+    } else if (this.esFailed) {
+      // no fetch: the EventSource closed without a word (it cannot tell a 401); ask the channel's
+      // info, which waits for a token when the gateway wants one
+      try { await channelInfo(this.channel); } catch (err) { /* the EventSource retries */ }
+      if (this.closed) return;
     }
     this.openEventSource();
   }
@@ -136,7 +145,7 @@ export class ChannelStream {
       const headersTimer = setTimeout(() => ctrl.abort(), FETCH_HEADERS_MS);
       let res;
       try {
-        res = await fetch(this.url(), { signal: ctrl.signal, cache: "no-store", headers: { Accept: "text/event-stream" } });
+        res = await fetch(this.url(), { signal: ctrl.signal, cache: "no-store", headers: authHeaders({ Accept: "text/event-stream" }) });
       } finally {
         clearTimeout(headersTimer);
       }
@@ -185,13 +194,15 @@ export class ChannelStream {
 
   openEventSource() {
     if (this.closed) return;
-    const es = new EventSource(this.url());
+    // EventSource cannot send headers: the token (if any) goes in the query (access_token)
+    const es = new EventSource(withAccessToken(this.url()));
     this.es = es;
     if (this.state !== "replaying") this.setState(this.everOpened ? "reconnecting" : "connecting");
 
     es.onopen = () => {
       if (es !== this.es) return;
       this.everOpened = true;
+      this.esFailed = false;
       this.backoff = BACKOFF_MIN;
       this.replayed = 0;
       this.replayTarget = null;
@@ -205,6 +216,7 @@ export class ChannelStream {
         // resuming after the last id seen.
         es.close();
         this.es = null;
+        this.esFailed = true;
         this.setState("reconnecting");
         const delay = this.backoff * (0.75 + Math.random() * 0.5);
         this.backoff = Math.min(this.backoff * 2, BACKOFF_MAX);

@@ -376,7 +376,8 @@ export class OutputView {
     e.preventDefault();
     const row = gut.parentElement;
     const id = row.getAttribute("data-id");
-    const url = location.href.split("#")[0] + this.opts.linkBase + "?line=" + encodeURIComponent(id);
+    // origin + path only: a query on the page URL (say ?access_token=) is not copied
+    const url = location.origin + location.pathname + this.opts.linkBase + "?line=" + encodeURIComponent(id);
     const n = row.getAttribute("data-n");
     const done = () => toast("Link to line " + n + " copied");
     if (navigator.clipboard && window.isSecureContext) {

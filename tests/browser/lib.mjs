@@ -331,8 +331,10 @@ export async function httpGet(port, p, timeoutMs = 5000) {
   return { status: r.status, text: await r.text() };
 }
 
-export async function httpJson(port, method, p, body, timeoutMs = 10000) {
+/** @token: sent as Authorization: Bearer (a gateway with --tokens). */
+export async function httpJson(port, method, p, body, timeoutMs = 10000, token = null) {
   const init = { method, signal: AbortSignal.timeout(timeoutMs), headers: {} };
+  if (token) init.headers.authorization = `Bearer ${token}`;
   if (body !== undefined) {
     init.body = typeof body === 'string' ? body : JSON.stringify(body);
     init.headers['content-type'] = typeof body === 'string' ? 'text/plain' : 'application/json';
@@ -349,11 +351,13 @@ export async function httpJson(port, method, p, body, timeoutMs = 10000) {
 }
 
 export class Gateway {
-  /** @port: fixed port (restart on the same port), else a free one. */
-  constructor(redisPort, { port = null, args = [] } = {}) {
+  /** @port: fixed port (restart on the same port), else a free one. @token: what json() sends
+   *  (a gateway with --tokens: give the file in @args, see writeTokens). */
+  constructor(redisPort, { port = null, args = [], token = null } = {}) {
     this.redisPort = redisPort;
     this.port = port;
     this.args = args;
+    this.token = token;
     this.dir = tempDir('pc-br-gw-');
     this.logPath = path.join(this.dir, 'gateway.log');
     this.proc = null;
@@ -399,12 +403,20 @@ export class Gateway {
   }
 
   json(method, p, body) {
-    return httpJson(this.port, method, p, body);
+    return httpJson(this.port, method, p, body, 10000, this.token);
   }
 
   logTail(n = 30) {
     return this.proc ? this.proc.logTail(n) : '(not started)';
   }
+}
+
+/** A --tokens file (mode 600) with one "<token> <scope>[,<scope>]" line per [token, scopes];
+ *  returns its path. */
+export function writeTokens(entries) {
+  const p = path.join(tempDir('pc-br-tokens-'), 'tokens');
+  fs.writeFileSync(p, entries.map(([tok, scopes]) => `${tok} ${scopes}\n`).join(''), { mode: 0o600 });
+  return p;
 }
 
 /** Job templates every browser test's runner offers (docs/jobs.md "Templates"). */
@@ -492,10 +504,10 @@ export class Runner {
 }
 
 /** redis + runner + gateway, ready for jobs (the gateway lists the runner). */
-export async function jobSetup({ gatewayArgs = [], runnerId = null } = {}) {
+export async function jobSetup({ gatewayArgs = [], runnerId = null, token = null } = {}) {
   const rds = await new RedisServer().start();
   const runner = await new Runner(rds.port, { id: runnerId }).start();
-  const gw = await new Gateway(rds.port, { args: gatewayArgs }).start();
+  const gw = await new Gateway(rds.port, { args: gatewayArgs, token }).start();
   await waitRunners(gw, runner.id);
   return { rds, runner, gw };
 }
