@@ -39,8 +39,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 
@@ -529,14 +527,29 @@ static int pub_many(struct pub *p, const char *ch, long long first, long long n,
 
 /* ------------------------------------------------------------------ SSE clients */
 
+/*
+ * A client is a non-blocking socket with one libevent event (no bufferevent): recv() into the
+ * client's own buffer, lines parsed in place (no allocation per line), and the time of an event
+ * is taken once per recv(), right after it returns -- the earliest point the tool sees the
+ * bytes, so that parsing the other sockets of the same round does not count in the latency.
+ * With --kstamp the kernel's receive time of the bytes (SO_TIMESTAMPNS) is recorded too, in a
+ * second histogram: that is when the server's send() reached the client socket, without the
+ * time the tool takes to get to it.
+ */
+
 enum { C_IDLE, C_CONNECTING, C_HEADERS, C_BODY, C_CLOSED };
+
+/* A client's read buffer starts at this size and doubles, up to LOAD_RESP_MAX. */
+#define LOAD_RBUF_MIN 4096
 
 struct load;
 
 struct client {
     struct load *L;
-    struct bufferevent *bev;
+    int fd;
+    struct event *ev; /* on fd: EV_WRITE while connecting / sending the request, then EV_READ */
     struct event *retry_ev;
+    unsigned gen; /* bumped by client_close: a read loop stops when its connection is gone */
     int idx;
     int ch; /* channel index */
     int state;
@@ -548,6 +561,12 @@ struct client {
     int caught_up;
     int sits_out; /* storm: never got an id, so does not take part */
     long long t_connect, t_answer, t_done;
+    long long t_rx, t_krx; /* when the bytes being parsed were read (tool, kernel; 0: none) */
+    /* I/O */
+    char *wbuf; /* the request while it is being sent */
+    size_t wlen, woff;
+    char *rbuf; /* received bytes not parsed yet: [0, rlen) */
+    size_t rlen, rcap;
     /* SSE parsing */
     char cur_id[LOAD_ID_MAX];
     char last_id[LOAD_ID_MAX];
@@ -576,13 +595,15 @@ struct load {
     int nclients;
     struct client *clients;
     struct histo *h;
-    int window;     /* max clients waiting for their answer at once */
-    int pending;    /* clients connecting or waiting for headers */
-    int answered;   /* clients with a status line */
-    int ready;      /* clients with a 200 */
-    int failed;     /* connections lost or refused, non-200 answers */
-    int rejected;   /* 503 answers */
-    int with_retry; /* 503 answers that had Retry-After */
+    struct histo *kh;          /* --kstamp: publish -> kernel receive time (NULL: off) */
+    long long real_to_mono_ns; /* CLOCK_MONOTONIC - CLOCK_REALTIME, for kernel stamps */
+    int window;                /* max clients waiting for their answer at once */
+    int pending;               /* clients connecting or waiting for headers */
+    int answered;              /* clients with a status line */
+    int ready;                 /* clients with a 200 */
+    int failed;                /* connections lost or refused, non-200 answers */
+    int rejected;              /* 503 answers */
+    int with_retry;            /* 503 answers that had Retry-After */
     int reconnects;
     int reconnect_on_fail;
     int caught;
@@ -607,10 +628,19 @@ static void client_start(struct client *c);
 static void client_close(struct client *c)
 {
     struct load *L = c->L;
-    if (c->bev) {
-        bufferevent_free(c->bev);
-        c->bev = NULL;
+    c->gen++;
+    if (c->ev) {
+        event_free(c->ev);
+        c->ev = NULL;
     }
+    if (c->fd >= 0) {
+        close(c->fd);
+        c->fd = -1;
+    }
+    free(c->wbuf);
+    c->wbuf = NULL;
+    c->wlen = c->woff = 0;
+    c->rlen = 0; /* the buffer is kept for the next connection */
     if (c->state == C_CONNECTING || c->state == C_HEADERS)
         L->pending--;
     c->state = C_CLOSED;
@@ -644,7 +674,7 @@ static void client_fail(struct client *c)
 static void client_event(struct client *c)
 {
     struct load *L = c->L;
-    long long now = now_us();
+    long long now = c->t_rx ? c->t_rx : now_us();
     if (c->has_cur_id)
         memcpy(c->last_id, c->cur_id, sizeof(c->last_id));
     c->has_cur_id = 0;
@@ -659,8 +689,11 @@ static void client_event(struct client *c)
         c->missing += (unsigned long long)(c->ev_seq - c->last_seq - 1);
     if (c->ev_seq > c->last_seq)
         c->last_seq = c->ev_seq;
-    if (L->mode == M_SSE && c->ev_ts >= L->measure_from_us)
+    if (L->mode == M_SSE && c->ev_ts >= L->measure_from_us) {
         histo_add(L->h, now - c->ev_ts);
+        if (L->kh && c->t_krx)
+            histo_add(L->kh, c->t_krx - c->ev_ts);
+    }
     if (!c->caught_up && L->target_seq >= 0 && c->last_seq >= L->target_seq) {
         c->caught_up = 1;
         c->t_done = now;
@@ -668,6 +701,7 @@ static void client_event(struct client *c)
     }
 }
 
+/* One line (NUL-terminated in place, without its CR LF / LF). */
 static void client_line(struct client *c, char *line, size_t n)
 {
     struct load *L = c->L;
@@ -676,7 +710,7 @@ static void client_line(struct client *c, char *line, size_t n)
             if (sscanf(line, "HTTP/1.%*c %d", &c->status) != 1)
                 c->status = -1;
             c->answered = 1;
-            c->t_answer = now_us();
+            c->t_answer = c->t_rx ? c->t_rx : now_us();
             L->answered++;
             return;
         }
@@ -715,7 +749,7 @@ static void client_line(struct client *c, char *line, size_t n)
     }
     if (line[0] == ':')
         return;
-    char *colon = strchr(line, ':');
+    char *colon = memchr(line, ':', n);
     char *val = colon ? colon + 1 : line + n;
     size_t nl = colon ? (size_t)(colon - line) : n;
     if (*val == ' ')
@@ -726,7 +760,11 @@ static void client_line(struct client *c, char *line, size_t n)
         c->ev_seq = strtoll(end, NULL, 10);
         c->ev_has_data = 1;
     } else if (nl == 2 && memcmp(line, "id", 2) == 0) {
-        snprintf(c->cur_id, sizeof(c->cur_id), "%s", val);
+        size_t vl = (size_t)(line + n - val);
+        if (vl >= sizeof(c->cur_id))
+            vl = sizeof(c->cur_id) - 1;
+        memcpy(c->cur_id, val, vl);
+        c->cur_id[vl] = '\0';
         c->has_cur_id = 1;
     } else if (nl == 5 && memcmp(line, "event", 5) == 0) {
         if (strcmp(val, "gap") == 0)
@@ -734,65 +772,222 @@ static void client_line(struct client *c, char *line, size_t n)
     }
 }
 
-static void client_read_cb(struct bufferevent *bev, void *arg)
+/* Watch fd for @p what (EV_READ or EV_WRITE), persistently. @return 0 or -1. */
+static int client_watch(struct client *c, short what);
+
+static void client_io_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Every complete line of the buffer; the rest moves to its start. */
+static void client_parse(struct client *c)
 {
-    struct client *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    char *line;
-    size_t n;
-    while (c->bev == bev && (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) != NULL) {
+    unsigned gen = c->gen;
+    size_t pos = 0;
+    while (pos < c->rlen) {
+        char *line = c->rbuf + pos;
+        char *nl = memchr(line, '\n', c->rlen - pos);
+        if (!nl)
+            break;
+        size_t n = (size_t)(nl - line);
+        pos += n + 1;
+        if (n > 0 && line[n - 1] == '\r')
+            n--;
+        line[n] = '\0';
         client_line(c, line, n);
-        free(line);
+        if (c->gen != gen)
+            return; /* closed: the buffer was emptied */
+    }
+    if (pos > 0) {
+        memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+        c->rlen -= pos;
     }
 }
 
-static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+/* Kernel receive time of what recvmsg() read, on the CLOCK_MONOTONIC scale in µs (0: none). */
+static long long cmsg_rx_us(struct load *L, struct msghdr *mh)
 {
-    struct client *c = arg;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(cm), sizeof(ts));
+            return ((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec + L->real_to_mono_ns) / 1000;
+        }
+    }
+    return 0;
+}
+
+/* Read what the socket has (level-triggered: what is left calls again), parse it. */
+static void client_readable(struct client *c)
+{
     struct load *L = c->L;
-    if (what & BEV_EVENT_CONNECTED) {
-        int one = 1;
-        setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        c->state = C_HEADERS;
-        if (c->silent)
+    unsigned gen = c->gen;
+    for (int rounds = 0; rounds < 8 && c->gen == gen; rounds++) {
+        if (c->rcap - c->rlen < 512) {
+            size_t ncap = c->rcap ? c->rcap * 2 : LOAD_RBUF_MIN;
+            char *nb;
+            if (ncap > LOAD_RESP_MAX || !(nb = realloc(c->rbuf, ncap))) {
+                fprintf(stderr, "pc-load: client %d: a line longer than %u bytes\n", c->idx,
+                        LOAD_RESP_MAX);
+                client_fail(c);
+                return;
+            }
+            c->rbuf = nb;
+            c->rcap = ncap;
+        }
+        size_t room = c->rcap - c->rlen - 1; /* a NUL fits after the last line */
+        ssize_t k;
+        c->t_krx = 0;
+        if (L->kh) {
+            union {
+                char buf[CMSG_SPACE(sizeof(struct timespec))];
+                struct cmsghdr align;
+            } cb;
+            struct iovec iov = {c->rbuf + c->rlen, room};
+            struct msghdr mh;
+            memset(&mh, 0, sizeof(mh));
+            mh.msg_iov = &iov;
+            mh.msg_iovlen = 1;
+            mh.msg_control = cb.buf;
+            mh.msg_controllen = sizeof(cb.buf);
+            k = recvmsg(c->fd, &mh, MSG_DONTWAIT);
+            if (k > 0)
+                c->t_krx = cmsg_rx_us(L, &mh);
+        } else {
+            k = recv(c->fd, c->rbuf + c->rlen, room, MSG_DONTWAIT);
+        }
+        if (k > 0) {
+            c->t_rx = now_us();
+            c->rlen += (size_t)k;
+            client_parse(c);
+            if ((size_t)k < room)
+                return; /* the socket is empty */
+            continue;
+        }
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
-        char path[LOAD_PATH_MAX], ch[256];
-        channel_name(ch, sizeof(ch), L->chan_prefix, L->nchannels, c->ch);
-        url_expand(L->u.path, ch, path, sizeof(path));
-        struct evbuffer *out = bufferevent_get_output(bev);
-        evbuffer_add_printf(out,
-                            "GET %s HTTP/1.1\r\nHost: %s:%s\r\nAccept: text/event-stream\r\n"
-                            "Cache-Control: no-cache\r\n",
-                            path, L->u.host, L->u.port);
-        if (c->last_id[0])
-            evbuffer_add_printf(out, "Last-Event-ID: %s\r\n", c->last_id);
-        evbuffer_add(out, "\r\n", 2);
+        client_fail(c); /* EOF or an error */
         return;
     }
-    if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF))
+}
+
+/* Send what is left of the request; then read. */
+static void client_writable(struct client *c)
+{
+    while (c->woff < c->wlen) {
+        ssize_t k = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return; /* EV_WRITE calls again */
+        if (k <= 0) {
+            client_fail(c);
+            return;
+        }
+        c->woff += (size_t)k;
+    }
+    free(c->wbuf);
+    c->wbuf = NULL;
+    c->wlen = c->woff = 0;
+    if (client_watch(c, EV_READ) != 0)
         client_fail(c);
+}
+
+/* The connection is up: send the request (a silent client only reads). */
+static void client_connected(struct client *c)
+{
+    struct load *L = c->L;
+    int err = 0;
+    socklen_t el = sizeof(err);
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err != 0) {
+        client_fail(c);
+        return;
+    }
+    c->state = C_HEADERS;
+    if (c->silent) {
+        if (client_watch(c, EV_READ) != 0)
+            client_fail(c);
+        return;
+    }
+    char path[LOAD_PATH_MAX], ch[256];
+    channel_name(ch, sizeof(ch), L->chan_prefix, L->nchannels, c->ch);
+    url_expand(L->u.path, ch, path, sizeof(path));
+    size_t cap = strlen(path) + strlen(L->u.host) + strlen(c->last_id) + 256;
+    c->wbuf = malloc(cap);
+    if (!c->wbuf) {
+        client_fail(c);
+        return;
+    }
+    int n = snprintf(c->wbuf, cap,
+                     "GET %s HTTP/1.1\r\nHost: %s:%s\r\nAccept: text/event-stream\r\n"
+                     "Cache-Control: no-cache\r\n%s%s%s\r\n",
+                     path, L->u.host, L->u.port, c->last_id[0] ? "Last-Event-ID: " : "", c->last_id,
+                     c->last_id[0] ? "\r\n" : "");
+    c->wlen = n > 0 && (size_t)n < cap ? (size_t)n : 0;
+    c->woff = 0;
+    client_writable(c);
+}
+
+static void client_io_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct client *c = arg;
+    (void)fd;
+    if (c->state == C_CONNECTING) {
+        if (what & EV_WRITE)
+            client_connected(c);
+        return;
+    }
+    if (c->wbuf) {
+        if (what & EV_WRITE)
+            client_writable(c);
+        return;
+    }
+    if (what & EV_READ)
+        client_readable(c);
+}
+
+static int client_watch(struct client *c, short what)
+{
+    if (c->ev) {
+        event_del(c->ev);
+        if (event_assign(c->ev, c->L->base, c->fd, what | EV_PERSIST, client_io_cb, c) != 0)
+            return -1;
+    } else {
+        c->ev = event_new(c->L->base, c->fd, what | EV_PERSIST, client_io_cb, c);
+        if (!c->ev)
+            return -1;
+    }
+    return event_add(c->ev, NULL);
 }
 
 static void client_start(struct client *c)
 {
     struct load *L = c->L;
-    c->bev = bufferevent_socket_new(L->base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (!c->bev) {
+    int one = 1;
+    c->fd = socket(L->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
         L->failed++;
         c->state = C_CLOSED;
         return;
     }
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (L->kh)
+        setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
     c->state = C_CONNECTING;
     c->status = 0;
     c->retry_after = -1;
     c->answered = 0;
     c->has_cur_id = 0;
     c->ev_has_data = 0;
+    c->rlen = 0;
+    c->t_rx = c->t_krx = 0;
     c->t_connect = now_us();
     L->pending++;
-    bufferevent_setcb(c->bev, client_read_cb, NULL, client_event_cb, c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&L->addr, (int)L->addr_len) != 0)
+    if (connect(c->fd, (struct sockaddr *)&L->addr, L->addr_len) != 0 && errno != EINPROGRESS) {
+        client_fail(c);
+        return;
+    }
+    if (client_watch(c, EV_WRITE) != 0)
         client_fail(c);
 }
 
@@ -962,14 +1157,17 @@ static int mode_sse(struct load *L)
            "delivered=%llu expected=%llu min_per_client=%llu dups=%llu missing=%llu gaps=%llu "
            "p50_us=%lld p90_us=%lld p99_us=%lld p999_us=%lld max_us=%lld "
            "rss_before_kb=%ld rss_connected_kb=%ld rss_end_kb=%ld window_s=%.3f "
-           "server_cpu_s=%.3f redis_cpu_s=%.3f tool_cpu_s=%.3f%s%s\n",
+           "server_cpu_s=%.3f redis_cpu_s=%.3f tool_cpu_s=%.3f",
            L->nclients, L->nchannels, L->ready, alive, L->failed, L->rejected, connect_ms,
            (long long)(L->rate * L->nchannels * L->duration + 0.5), published, L->pub_errors,
            (long long)atomic_load(&L->pub_behind_max_us), L->delivered, expected,
            min_ev == ~0ULL ? 0 : min_ev, dups, missing, gaps, histo_q(L->h, 0.5),
            histo_q(L->h, 0.9), histo_q(L->h, 0.99), histo_q(L->h, 0.999), histo_q(L->h, 1.0),
-           rss_before, rss_conn, rss_end, win, srv_cpu, red_cpu, me_cpu,
-           L->pub_err[0] ? " pub_error=" : "", L->pub_err[0] ? L->pub_err : "");
+           rss_before, rss_conn, rss_end, win, srv_cpu, red_cpu, me_cpu);
+    if (L->kh) /* --kstamp: the same events, timed at the kernel's receive */
+        printf(" k_p50_us=%lld k_p90_us=%lld k_p99_us=%lld k_max_us=%lld", histo_q(L->kh, 0.5),
+               histo_q(L->kh, 0.9), histo_q(L->kh, 0.99), histo_q(L->kh, 1.0));
+    printf("%s%s\n", L->pub_err[0] ? " pub_error=" : "", L->pub_err[0] ? L->pub_err : "");
     for (int i = 0; i < L->nclients; i++)
         client_close(&L->clients[i]);
     return L->pub_err[0] ? 1 : 0;
@@ -1211,7 +1409,8 @@ static void usage(void)
         "  overload --url T --hold H [--silent S] --probes K [--timeout-ms MS]\n"
         "common: --channel NAME (prefix when --channels > 1), --key-prefix pc:ch:,\n"
         "        --pids P,P (server: RSS, CPU), --redis-pid P, --window N (connects in\n"
-        "        flight; default 200)\n"
+        "        flight; default 200), --kstamp (sse: also time events at the kernel's\n"
+        "        receive, SO_TIMESTAMPNS: k_p99_us leaves out the tool's own delay)\n"
         "T: http://HOST:PORT/path with {ch}; SPEC: redis://HOST:PORT or http://HOST:PORT/p/{ch}\n");
     exit(2);
 }
@@ -1221,17 +1420,26 @@ int main(int argc, char **argv)
     static struct load L;
     const char *pids = NULL, *redis_pid = NULL;
     long long missed = 1000, entries = 100000, timeout_ms = 15000;
-    int hold = 0, silent = 0, probes = 0;
-    static const struct option opts[] = {
-        {"url", required_argument, 0, 'u'},     {"pub", required_argument, 0, 'P'},
-        {"clients", required_argument, 0, 'n'}, {"channels", required_argument, 0, 'C'},
-        {"channel", required_argument, 0, 'c'}, {"key-prefix", required_argument, 0, 'k'},
-        {"rate", required_argument, 0, 'R'},    {"duration", required_argument, 0, 'd'},
-        {"missed", required_argument, 0, 'm'},  {"entries", required_argument, 0, 'e'},
-        {"hold", required_argument, 0, 'H'},    {"silent", required_argument, 0, 's'},
-        {"probes", required_argument, 0, 'K'},  {"timeout-ms", required_argument, 0, 't'},
-        {"pids", required_argument, 0, 'p'},    {"redis-pid", required_argument, 0, 'r'},
-        {"window", required_argument, 0, 'w'},  {0, 0, 0, 0}};
+    int hold = 0, silent = 0, probes = 0, kstamp = 0;
+    static const struct option opts[] = {{"url", required_argument, 0, 'u'},
+                                         {"pub", required_argument, 0, 'P'},
+                                         {"clients", required_argument, 0, 'n'},
+                                         {"channels", required_argument, 0, 'C'},
+                                         {"channel", required_argument, 0, 'c'},
+                                         {"key-prefix", required_argument, 0, 'k'},
+                                         {"rate", required_argument, 0, 'R'},
+                                         {"duration", required_argument, 0, 'd'},
+                                         {"missed", required_argument, 0, 'm'},
+                                         {"entries", required_argument, 0, 'e'},
+                                         {"hold", required_argument, 0, 'H'},
+                                         {"silent", required_argument, 0, 's'},
+                                         {"probes", required_argument, 0, 'K'},
+                                         {"timeout-ms", required_argument, 0, 't'},
+                                         {"pids", required_argument, 0, 'p'},
+                                         {"redis-pid", required_argument, 0, 'r'},
+                                         {"window", required_argument, 0, 'w'},
+                                         {"kstamp", no_argument, 0, 'T'},
+                                         {0, 0, 0, 0}};
     if (argc < 2)
         usage();
     const char *mode = argv[1];
@@ -1310,6 +1518,9 @@ int main(int argc, char **argv)
         case 'w':
             L.window = atoi(optarg);
             break;
+        case 'T':
+            kstamp = 1;
+            break;
         default:
             usage();
         }
@@ -1342,6 +1553,14 @@ int main(int argc, char **argv)
     if (L.mode == M_REPLAY)
         L.nclients = 1;
     L.h = calloc(1, sizeof(*L.h));
+    if (kstamp && L.mode == M_SSE) {
+        struct timespec mono, real;
+        L.kh = calloc(1, sizeof(*L.kh));
+        clock_gettime(CLOCK_MONOTONIC, &mono);
+        clock_gettime(CLOCK_REALTIME, &real);
+        L.real_to_mono_ns = ((long long)mono.tv_sec - (long long)real.tv_sec) * 1000000000LL +
+                            (mono.tv_nsec - real.tv_nsec);
+    }
     L.clients = calloc((size_t)L.nclients, sizeof(*L.clients));
     L.base = event_base_new();
     if (!L.h || !L.clients || !L.base) {
@@ -1363,6 +1582,7 @@ int main(int argc, char **argv)
         c->L = &L;
         c->idx = i;
         c->ch = L.mode == M_SSE ? i / per_ch : 0;
+        c->fd = -1;
         c->last_seq = -1;
     }
 
@@ -1385,12 +1605,16 @@ int main(int argc, char **argv)
         break;
     }
     fflush(stdout);
-    for (int i = 0; i < L.nclients; i++)
+    for (int i = 0; i < L.nclients; i++) {
+        client_close(&L.clients[i]);
         if (L.clients[i].retry_ev)
             event_free(L.clients[i].retry_ev);
+        free(L.clients[i].rbuf);
+    }
     event_free(L.tick);
     event_base_free(L.base);
     free(L.clients);
     free(L.h);
+    free(L.kh);
     return rc;
 }

@@ -5,8 +5,9 @@
  *   epoll_wait (sockets: EPOLLIN|EPOLLRDHUP, EPOLLOUT while bytes wait; eventfd)
  *     ├─ socket events: closed → leave; writable → send what waits, then take more
  *     ├─ inbox: adopt new streams (listen on their channel, send what they missed)
- *     ├─ queued channels, one at a time: for each of this writer's streams there
- *     │    that is not waiting for its socket: take from the ring, send
+ *     ├─ queued channels, one at a time: take the new entries from the ring once
+ *     │    (shared batch), send them to each of this writer's streams there that
+ *     │    is not waiting for its socket
  *     ├─ every SWEEP_MS: ping idle streams, drop streams stalled past the timeout
  *     └─ streams that left this round: out of epoll, unlisten, done callback
  *
@@ -51,6 +52,7 @@ struct writer {
     int closed; /* stopped: adopts nothing more */
 
     /* writer thread only */
+    struct pc_buf shared; /* the ring bytes of one news round, sent to every plain stream */
     struct gw_live *streams;
     size_t nstreams, nchannels; /* channels with at least one listener of this writer */
     struct gw_live *leaving;
@@ -207,25 +209,113 @@ static void lv_pump(struct writer *w, struct gw_live *lv, long long now)
 }
 
 /*
- * News on @p ch: every stream of this writer there that is not waiting for
- * its socket takes its new entries under one hold of the channel lock (not
- * one per stream: writers and reader would fight for it), then each sends
- * without the lock.
+ * Send @p len bytes of the writer's shared batch (not the stream's own
+ * buffer, which is empty). What the socket does not take is copied into the
+ * stream's buffer and waits for EPOLLOUT, like any unsent bytes. @return 1
+ * when all of it went out, 0 when the rest waits or the stream left.
+ */
+static int lv_send_shared(struct writer *w, struct gw_live *lv, const char *p, size_t len,
+                          long long now)
+{
+    size_t off = 0;
+
+    while (off < len) {
+        ssize_t k = send(lv->fd, p + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            lv_leave(w, lv, GW_LIVE_CLOSED);
+            return 0;
+        }
+        if (k <= 0)
+            break; /* the socket is full */
+        off += (size_t)k;
+        lv->last_write_ms = now;
+        lv->stalled_ms = 0;
+    }
+    if (off == len)
+        return lv->state == LV_LIVE;
+    /* the cursor is past these bytes already: keep them, or end the stream (it resumes) */
+    lv->off = 0;
+    if (pc_buf_append(lv->out, p + off, len - off) != 0) {
+        lv_leave(w, lv, GW_LIVE_CLOSED);
+        return 0;
+    }
+    if (!lv->stalled_ms)
+        lv->stalled_ms = now;
+    lv_want_out(w, lv, 1);
+    return 0;
+}
+
+/* The stream gets the ring's bytes unchanged: no event filter, no id or event line rewritten. */
+static int lv_plain(const struct gw_live *lv)
+{
+    const struct gw_idfmt *f = lv->fmt;
+
+    return (!lv->filter || lv->filter->n == 0) &&
+           (!f || (!f->mark_partial && f->prelen == 0 && f->postlen == 0));
+}
+
+/*
+ * News on @p ch for this writer's streams there that are not waiting for
+ * their socket. What a plain stream takes from the ring depends only on its
+ * cursor, and live streams of a channel share one cursor (the reader's
+ * position): so the writer takes the new entries once, into its shared
+ * batch, under one short hold of the channel lock (the reader waits for
+ * it), and sends those bytes to every such stream without copying them. A
+ * stream at another cursor or with a filter or an id format takes its own
+ * entries into its own buffer, in the same hold of the lock.
  */
 static void writer_channel(struct writer *w, struct gw_channel *ch, long long now)
 {
     struct gw_fanout *fo = w->fo;
+    struct pc_buf *sh = &w->shared;
+    struct pc_id from = {0, 0}, to = {0, 0};
+    struct gw_ring_pos pos;
+    enum gw_poll shrc = GW_POLL_TIMEOUT;
     unsigned long long sent = 0;
+    size_t nsh = 0, nown = 0, n = 0;
+    int have = 0, drained = 0;
 
-    gw_channel_lock(ch);
+    /* cursors and buffers are the writer's: sorted out without the lock */
     for (struct gw_listener *l = gw_channel_listeners(ch, w->idx); l; l = l->next) {
         struct gw_live *lv = of_listener(l);
-        struct gw_ring_pos pos;
-        size_t n = 0;
 
         lv->took = -1;
+        lv->shared = 0;
         if (lv->state != LV_LIVE || lv->out->len > 0)
             continue; /* waiting for its socket: it takes more when that drains */
+        if (lv_plain(lv)) {
+            if (!have) {
+                have = 1;
+                from = *lv->cursor;
+                sh->max = lv->out->max; /* what one stream could take */
+            }
+            if (pc_id_cmp(lv->cursor, &from) == 0) {
+                lv->shared = 1;
+                nsh++;
+                continue;
+            }
+        }
+        lv->took = 0; /* takes its own */
+        nown++;
+    }
+    if (nsh == 0 && nown == 0)
+        return;
+    pc_buf_reset(sh);
+    gw_channel_lock(ch);
+    if (nsh > 0) {
+        to = from;
+        shrc = gw_channel_take_locked(ch, &to, NULL, NULL, sh, fo->soft_max, &n, &drained, &pos);
+        sent += (unsigned long long)n * nsh;
+    }
+    for (struct gw_listener *l = gw_channel_listeners(ch, w->idx); nown > 0 && l; l = l->next) {
+        struct gw_live *lv = of_listener(l);
+
+        if (lv->took < 0 || lv->shared)
+            continue;
+        n = 0;
         lv->took = (int)gw_channel_take_locked(ch, lv->cursor, lv->filter, lv->fmt, lv->out,
                                                fo->soft_max, &n, &lv->drained, &pos);
         sent += n;
@@ -234,13 +324,25 @@ static void writer_channel(struct writer *w, struct gw_channel *ch, long long no
     gw_metrics_add(&fo->metrics->sse_events_sent, sent);
     for (struct gw_listener *l = gw_channel_listeners(ch, w->idx); l; l = l->next) {
         struct gw_live *lv = of_listener(l);
+        int all;
 
+        if (lv->shared) {
+            *lv->cursor = to;
+            lv->took = (int)shrc;
+            lv->drained = drained;
+        }
         if (lv->took < 0 || lv->state != LV_LIVE || !lv_took(w, lv, (enum gw_poll)lv->took))
             continue;
+        all = lv->shared ? lv_send_shared(w, lv, sh->data, sh->len, now) : lv_send(w, lv, now);
         /* drained: it has all there was; later entries call again */
-        if (lv_send(w, lv, now) && !lv->drained)
+        if (all && !lv->drained)
             lv_pump(w, lv, now);
     }
+    /* a burst is over: give a large batch buffer back */
+    if (sh->cap > FO_OUT_KEEP)
+        pc_buf_free(sh);
+    else
+        pc_buf_reset(sh);
 }
 
 static void lv_ping(struct writer *w, struct gw_live *lv, long long now)
@@ -496,6 +598,7 @@ struct gw_fanout *gw_fanout_new(struct gw_hub *h, struct gw_metrics *m, unsigned
         fo->w[i].idx = i;
         fo->w[i].ep = -1;
         fo->w[i].efd = -1;
+        pc_buf_init(&fo->w[i].shared, 0);
         pthread_mutex_init(&fo->w[i].mu, NULL);
     }
     for (unsigned i = 0; i < writers; i++) {
@@ -655,6 +758,7 @@ void gw_fanout_free(struct gw_fanout *fo)
             close(w->efd);
         pthread_mutex_destroy(&w->mu);
         free(w->queue);
+        pc_buf_free(&w->shared);
     }
     pthread_mutex_destroy(&fo->tmu);
     pthread_cond_destroy(&fo->tcond);

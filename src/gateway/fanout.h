@@ -2,9 +2,12 @@
  *
  *   hub reader ── append to ring ── listen callback ──> writer w's queue ── eventfd
  *                                                           │
- *   writer w (epoll): for each queued channel, for each of its streams there:
- *       copy the new ring bytes into the stream's buffer (gw_channel_poll, no wait),
- *       send() without blocking; what the socket does not take waits for EPOLLOUT
+ *   writer w (epoll): for each queued channel:
+ *       copy the new ring bytes once, into the writer's shared batch (one short
+ *       hold of the channel lock), then for each of its streams there: send()
+ *       the batch without blocking; only what a socket does not take is copied
+ *       into that stream's buffer and waits for EPOLLOUT. A stream with a filter,
+ *       an id format or another cursor takes its own bytes into its buffer.
  *
  * A stream is live when its cursor is in its channel's ring and everything
  * before it was written: the stream's own thread (sse_handler.c) hands it
@@ -69,6 +72,7 @@ struct gw_live {
     int in_ep;     /* in the writer's epoll set */
     int listening; /* lis is linked into the channel */
     int took;      /* writer_channel: the last look into the ring (-1: none) */
+    int shared;    /* ... was the writer's shared batch (the bytes are not in out) */
     int drained;   /* ... and it saw everything up to the reader's position */
 };
 
