@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -44,6 +45,7 @@
 #define HUB_CTL_CONNECT_TIMEOUT_MS 500
 #define HUB_CTL_CMD_TIMEOUT_MS 1000
 #define HUB_ENTRY_OVERHEAD 64 /* bookkeeping bytes charged per ring entry */
+#define HUB_READER_STACK (256u << 10)
 
 struct ring_entry {
     struct pc_id id;
@@ -128,6 +130,7 @@ struct gw_hub {
 
     struct shard *shards;
     unsigned nshards;
+    unsigned nstarted; /* shards[0 .. nstarted) have their reader thread (hub lock) */
 
     pthread_mutex_t ctl_mu; /* the control connection, for CLIENT UNBLOCK */
     redisContext *ctl;
@@ -377,16 +380,33 @@ static uint64_t shard_dirty(struct shard *s)
     return (uint64_t)1 << s->idx;
 }
 
+static int shard_start(struct gw_hub *h, struct shard *s);
+
+/*
+ * The reader for a new channel: the one with the fewest channels, so that
+ * every XREAD names as few keys as it can. Readers start in order, when the
+ * running ones all have a channel (an idle gateway has one reader thread).
+ * Hub lock held.
+ */
+static struct shard *pick_shard(struct gw_hub *h)
+{
+    struct shard *s = &h->shards[0];
+
+    for (unsigned i = 1; i < h->nstarted; i++)
+        if (h->shards[i].nchannels < s->nchannels)
+            s = &h->shards[i];
+    if (s->nchannels > 0 && h->nstarted > 0 && h->nstarted < h->nshards &&
+        shard_start(h, &h->shards[h->nstarted]) == 0)
+        s = &h->shards[h->nstarted - 1];
+    return s;
+}
+
 /* Hub lock held. */
 static void table_insert(struct gw_hub *h, struct gw_channel *ch)
 {
     unsigned b = hash_name(ch->name);
-    struct shard *s = &h->shards[0];
+    struct shard *s = pick_shard(h);
 
-    /* the shard with the fewest channels: every XREAD names as few keys as it can */
-    for (unsigned i = 1; i < h->nshards; i++)
-        if (h->shards[i].nchannels < s->nchannels)
-            s = &h->shards[i];
     ch->shard = s->idx;
     ch->next = h->buckets[b];
     h->buckets[b] = ch;
@@ -1461,10 +1481,13 @@ static void *reader_main(void *arg)
     struct shard *s = arg;
     struct gw_hub *h = s->h;
     struct reader r;
+    char name[16];
     int failing = 0; /* consecutive connection failures; the next success is a reconnect */
 
     memset(&r, 0, sizeof(r));
     r.s = s;
+    snprintf(name, sizeof(name), "pc-hub-%u", s->idx); /* for top -H, /proc/<pid>/task */
+    (void)prctl(PR_SET_NAME, name, 0, 0, 0);
     pc_backoff_init(&r.bo, 100, 2000);
     pc_buf_init(&r.scratch, HUB_ENTRY_MAX);
     while (!is_stopping(h)) {
@@ -1551,14 +1574,35 @@ struct gw_hub *gw_hub_new(const struct pc_redis_url *u, const char *prefix, size
     return h;
 }
 
+/* Start @p s's reader thread (the next one: shards start in order). @return 0 or PC_ENOMEM. */
+static int shard_start(struct gw_hub *h, struct shard *s)
+{
+    pthread_attr_t attr;
+    int rc;
+
+    /* a reader's data is on the heap (replies, scratch, snapshot): a small stack will do */
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, HUB_READER_STACK);
+    rc = pthread_create(&s->thread, &attr, reader_main, s);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        pc_warn("hub", "reader thread %u: %s (its channels go to the running readers)", s->idx,
+                strerror(rc));
+        return PC_ENOMEM;
+    }
+    s->started = 1;
+    h->nstarted++;
+    return 0;
+}
+
 int gw_hub_start(struct gw_hub *h)
 {
-    for (unsigned i = 0; i < h->nshards; i++) {
-        if (pthread_create(&h->shards[i].thread, NULL, reader_main, &h->shards[i]) != 0)
-            return PC_ENOMEM; /* gw_hub_free joins those started */
-        h->shards[i].started = 1;
-    }
-    return 0;
+    int rc;
+
+    pthread_mutex_lock(&h->mu);
+    rc = h->nstarted ? 0 : shard_start(h, &h->shards[0]); /* the others start as channels come */
+    pthread_mutex_unlock(&h->mu);
+    return rc;
 }
 
 int gw_hub_stopping(const struct gw_hub *h)
@@ -1591,6 +1635,7 @@ void gw_hub_free(struct gw_hub *h)
     if (!h)
         return;
     gw_hub_stop(h);
+    /* no reader starts once stopping (subscriptions are refused) */
     for (unsigned i = 0; i < h->nshards; i++)
         if (h->shards[i].started)
             pthread_join(h->shards[i].thread, NULL);

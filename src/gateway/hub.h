@@ -63,7 +63,11 @@ struct gw_hub *gw_hub_new(const struct pc_redis_url *u, const char *prefix, size
                           size_t ring_bytes, unsigned readers, struct gw_metrics *m, char *err,
                           size_t errlen);
 
-/** Start the reader threads (a reader connects once it has a channel). @return 0 or PC_ENOMEM. */
+/**
+ * Start the first reader thread; the others start one by one when every
+ * running reader has a channel, and a reader connects to Redis once it has
+ * one. @return 0 or PC_ENOMEM.
+ */
 int gw_hub_start(struct gw_hub *h);
 
 /**

@@ -2,7 +2,8 @@
 """The gateway's channels are shared among --hub-readers reader connections (issue 5).
 
 With --hub-readers 3:
-  - a reader with no channel holds no Redis connection (one stream: one reader connected);
+  - readers start (thread pc-hub-<n>) and connect only as channels come: an idle gateway has one
+    reader thread, one stream one connected reader;
   - 13 channels: three readers, named pipecast-hub-<n> in CLIENT LIST; MONITOR shows that each
     XREAD names only its reader's keys (at most ceil(13/3) = 5, each key read by exactly one
     connection) and every stream gets its entries, in order;
@@ -13,6 +14,7 @@ With --hub-readers 3:
   - --hub-readers outside 1-64 is refused (exit 2, with the range).
 On a gateway with one reader every XREAD named all 13 keys."""
 
+import os
 import signal
 import socket
 import subprocess
@@ -24,6 +26,20 @@ from pctest import check, check_eq
 
 READERS = 3
 NCH = 13
+
+
+def reader_threads(gw):
+    """Threads of the gateway named pc-hub-* (its reader threads)."""
+    out = []
+    for t in os.listdir("/proc/%d/task" % gw.proc.pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (gw.proc.pid, t)) as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        if name.startswith("pc-hub-"):
+            out.append(name)
+    return sorted(out)
 
 
 def reader_conns(r):
@@ -153,11 +169,13 @@ def main():
     chans = ["%s-%02d" % (base, i) for i in range(NCH)]
     seen = {}
 
-    # one channel: one reader connects, the others stay idle
+    # idle: one reader thread; one channel: it connects, no other reader starts
+    check_eq(reader_threads(gw), ["pc-hub-0"], "reader threads of an idle gateway")
     first = open_streams(gw, chans[:1])
     pctest.wait_for(lambda: len(reader_conns(r)) == 1, 10, "one reader connection")
     time.sleep(0.3)
     check_eq(len(reader_conns(r)), 1, "reader connections with one channel")
+    check_eq(reader_threads(gw), ["pc-hub-0"], "reader threads with one channel")
 
     # all channels: every reader connects, each XREAD names only its share
     clients = dict(first)
@@ -165,6 +183,8 @@ def main():
     pctest.wait_for(lambda: len(reader_conns(r)) == READERS, 10, "%d reader connections" % READERS)
     check_eq(sorted(reader_conns(r)), ["pipecast-hub-%d" % i for i in range(READERS)],
              "reader connection names")
+    check_eq(reader_threads(gw), ["pc-hub-%d" % i for i in range(READERS)],
+             "reader threads with %d channels" % NCH)
     mon = Monitor(red.port)
     time.sleep(0.2)
     publish_and_check(r, clients, "a", 5, seen)
