@@ -645,12 +645,6 @@ static int decode_channel(struct mg_connection *conn, const struct gw_ctx *gw, c
     return 0;
 }
 
-/* The end of an SSE stream (gw_sse_end_cb): its channels are no longer watched. */
-static void sse_unwatch(struct gw_ctx *gw, void *arg)
-{
-    gw_sessions_unwatch(gw->sessions, arg);
-}
-
 int gw_api_handler(struct mg_connection *conn, void *cbdata)
 {
     struct gw_ctx *gw = cbdata;
@@ -658,7 +652,6 @@ int gw_api_handler(struct mg_connection *conn, void *cbdata)
     const char *uri = ri->local_uri ? ri->local_uri : "";
     char name[PC_CHANNEL_MAX + 1], key[PC_KEY_MAX];
     const char *rest, *slash;
-    struct gw_watch *watch;
     size_t seglen;
     int rc;
 
@@ -668,10 +661,7 @@ int gw_api_handler(struct mg_connection *conn, void *cbdata)
             return preflight(conn, gw, ALLOW_EVENTS);
         if (!method_is(ri, "GET"))
             return not_allowed(conn, gw, ALLOW_EVENTS, ri);
-        /* an open stream is activity of the sessions of its channels (sessions.c); the
-         * stream outlives this request: it unwatches when it ends */
-        watch = gw_sessions_watch_query(gw->sessions, conn);
-        return gw_sse_handle_multi(gw, conn, sse_unwatch, watch);
+        return gw_sse_handle_multi(gw, conn);
     }
     if (gw_jobs_api_match(uri))
         return gw_jobs_api_handle(conn, gw);
@@ -711,12 +701,8 @@ int gw_api_handler(struct mg_connection *conn, void *cbdata)
     if (pc_key_channel(key, sizeof(key), gw->cfg->prefix, name) < 0)
         return gw_http_error(conn, gw, 400, NULL, "channel \"%s\": invalid name", name);
 
-    if (slash) {
-        const char *names[1] = {name};
-
-        watch = gw_sessions_watch(gw->sessions, names, 1); /* as above */
-        return gw_sse_handle(gw, conn, name, sse_unwatch, watch);
-    }
+    if (slash)
+        return gw_sse_handle(gw, conn, name);
     if (method_is(ri, "GET"))
         return api_channel_get(conn, gw, name, key);
     if (method_is(ri, "DELETE"))

@@ -37,19 +37,11 @@ struct gw_ctx {
 /* Checkout timeout for the pool, in milliseconds. */
 #define GW_POOL_WAIT_MS 2000
 
-/*
- * Called exactly once when an SSE stream has ended, on whatever thread ends
- * it: a stream outlives its request (sse_handler.c, fanout.h). May be NULL.
- */
-typedef void (*gw_sse_end_cb)(struct gw_ctx *gw, void *arg);
-
 /* The SSE endpoint, GET /api/channels/<channel>/events (sse_handler.c). @return the status. */
-int gw_sse_handle(struct gw_ctx *gw, struct mg_connection *conn, const char *channel,
-                  gw_sse_end_cb end, void *end_arg);
+int gw_sse_handle(struct gw_ctx *gw, struct mg_connection *conn, const char *channel);
 
 /* Several channels on one stream, GET /api/events?channel=a&channel=b (sse_handler.c). */
-int gw_sse_handle_multi(struct gw_ctx *gw, struct mg_connection *conn, gw_sse_end_cb end,
-                        void *end_arg);
+int gw_sse_handle_multi(struct gw_ctx *gw, struct mg_connection *conn);
 
 /* civetweb request handlers (api.c); cbdata is the struct gw_ctx. */
 int gw_api_handler(struct mg_connection *conn, void *cbdata);

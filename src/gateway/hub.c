@@ -498,6 +498,33 @@ void gw_hub_reset_channel(struct gw_hub *h, const char *name)
     hub_wake_readers(h, bit);
 }
 
+size_t gw_hub_channel_names(struct gw_hub *h, struct gw_hub_walk *w,
+                            char (*out)[PC_CHANNEL_MAX + 1], size_t max)
+{
+    size_t n = 0;
+
+    w->wrapped = 0;
+    pthread_mutex_lock(&h->mu);
+    while (n < max) {
+        struct gw_channel *ch = w->bucket < HUB_BUCKETS ? h->buckets[w->bucket] : NULL;
+
+        for (size_t i = 0; ch && i < w->skip; i++)
+            ch = ch->next;
+        for (; ch && n < max; ch = ch->next, w->skip++)
+            memcpy(out[n++], ch->name, strlen(ch->name) + 1);
+        if (ch)
+            break; /* out is full in the middle of this chain */
+        w->skip = 0;
+        if (++w->bucket >= HUB_BUCKETS) {
+            w->bucket = 0;
+            w->wrapped = 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&h->mu);
+    return n;
+}
+
 const char *gw_channel_key(const struct gw_channel *ch)
 {
     return ch->key;

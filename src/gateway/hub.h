@@ -117,6 +117,21 @@ void gw_hub_unsubscribe_many(struct gw_hub *h, struct gw_channel **chs, size_t n
  */
 void gw_hub_reset_channel(struct gw_hub *h, const char *name);
 
+/* Where gw_hub_channel_names() goes on; zero it to start from the beginning. */
+struct gw_hub_walk {
+    size_t bucket, skip;
+    int wrapped; /* set when a call reached the end of the table (and went back to the start) */
+};
+
+/**
+ * Copy the names of up to @p max subscribed channels to @p out, going on from
+ * @p w, and stop early at the end of the table (w->wrapped set, w back at the
+ * start). Channels subscribed or dropped between calls may be missed or seen
+ * twice. @return how many names were copied.
+ */
+size_t gw_hub_channel_names(struct gw_hub *h, struct gw_hub_walk *w,
+                            char (*out)[PC_CHANNEL_MAX + 1], size_t max);
+
 /** The stream key of @p ch ("<prefix>:ch:<name>"). */
 const char *gw_channel_key(const struct gw_channel *ch);
 

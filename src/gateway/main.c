@@ -253,8 +253,8 @@ int main(int argc, char **argv)
                 mgerr[0] ? mgerr : "civetweb failed to start");
         gw_hub_stop(gw.hub);
         gw_fanout_free(gw.fanout);
-        gw_hub_free(gw.hub);
         gw_sessions_free(gw.sessions);
+        gw_hub_free(gw.hub);
         gw_rpool_free(gw.pool);
         gw_jobs_free(gw.jobs);
         gw_auth_free(gw.auth);
@@ -297,9 +297,9 @@ int main(int argc, char **argv)
 
     gw_hub_stop(gw.hub);
     mg_stop(mg);
-    gw_fanout_free(gw.fanout); /* live streams end, stream threads are waited for */
+    gw_fanout_free(gw.fanout);     /* live streams end, stream threads are waited for */
+    gw_sessions_free(gw.sessions); /* joins the housekeeping thread: before the hub and pool go */
     gw_hub_free(gw.hub);
-    gw_sessions_free(gw.sessions); /* joins the housekeeping thread: before the pool goes */
     gw_rpool_free(gw.pool);
     gw_jobs_free(gw.jobs);
     gw_auth_free(gw.auth);

@@ -1,5 +1,5 @@
-/* sessions.c -- idle expiry of job sessions: activity touches, the watch registry of open SSE
- * streams, and the housekeeping thread that expires idle sessions (see sessions.h).
+/* sessions.c -- idle expiry of job sessions: activity touches, and the housekeeping thread that
+ * publishes which channels have open SSE streams and expires idle sessions (see sessions.h).
  *
  * A session's life, as its entry in pc:sessions:expiry and its meta hash say:
  *
@@ -53,10 +53,8 @@
 #define SESS_PRUNE_EVERY_MS 60000
 /* watched scores are kept longer than the longest idle_s, so an old stream still counts */
 #define SESS_WATCH_KEEP_MS ((long long)GW_SESSION_IDLE_MAX * 1000 + 86400000LL)
-#define WATCH_BUCKETS 4096
 #define WATCH_BATCH 512      /* channels per ZADD */
 #define WATCH_PASS_MAX 16384 /* channels written per pass (more: the rest on the next passes) */
-#define WATCH_QUERY_MAX 64   /* channels of one GET /api/events (GW_WAITER_MAX) */
 
 /* ------------------------------------------------------------------------ */
 /* Keys and the activity script                                              */
@@ -220,27 +218,15 @@ static const char FINISH_LUA[] =
 /* State                                                                     */
 /* ------------------------------------------------------------------------ */
 
-struct watch_ent {
-    struct watch_ent *next;
-    unsigned long refs; /* open streams on the channel */
-    char name[];
-};
-
-struct gw_watch {
-    size_t n;
-    struct watch_ent *e[];
-};
-
 struct gw_sessions {
     struct gw_ctx *gw;
-    pthread_mutex_t mu; /* the registry and stop */
+    pthread_mutex_t mu; /* stop */
     pthread_cond_t cv;  /* stop */
     int stop;
     int started;
     pthread_t thread;
-    struct watch_ent *bucket[WATCH_BUCKETS];
     /* the thread's own */
-    size_t pub_b, pub_k; /* where the next pass goes on writing watched channels */
+    struct gw_hub_walk walk; /* where the next pass goes on writing watched channels */
     long long next_prune_ms;
     long long resume_ms;               /* no expiry before this (after an outage) */
     int down;                          /* the last pass failed (logged once) */
@@ -248,106 +234,6 @@ struct gw_sessions {
     const char **argv;                 /* 3 + 2 * WATCH_BATCH */
     size_t *argl;
 };
-
-/* ------------------------------------------------------------------------ */
-/* The watch registry: channels with open SSE streams on this gateway       */
-/* ------------------------------------------------------------------------ */
-
-static size_t watch_hash(const char *s)
-{
-    unsigned h = 2166136261u;
-
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % WATCH_BUCKETS;
-}
-
-struct gw_watch *gw_sessions_watch(struct gw_sessions *s, const char *const *names, size_t n)
-{
-    struct gw_watch *w;
-
-    if (!s || n == 0)
-        return NULL;
-    w = malloc(sizeof(*w) + n * sizeof(w->e[0]));
-    if (!w)
-        return NULL;
-    w->n = 0;
-    pthread_mutex_lock(&s->mu);
-    for (size_t i = 0; i < n; i++) {
-        size_t len = names[i] ? strlen(names[i]) : 0, b;
-        struct watch_ent *e;
-
-        if (!pc_channel_valid(names[i], len))
-            continue;
-        b = watch_hash(names[i]);
-        for (e = s->bucket[b]; e && strcmp(e->name, names[i]) != 0; e = e->next)
-            ;
-        if (!e) {
-            e = malloc(sizeof(*e) + len + 1);
-            if (!e)
-                continue;
-            memcpy(e->name, names[i], len + 1);
-            e->refs = 0;
-            e->next = s->bucket[b];
-            s->bucket[b] = e;
-        }
-        e->refs++;
-        w->e[w->n++] = e;
-    }
-    pthread_mutex_unlock(&s->mu);
-    if (w->n == 0) {
-        free(w);
-        return NULL;
-    }
-    return w;
-}
-
-struct gw_watch *gw_sessions_watch_query(struct gw_sessions *s, const struct mg_connection *conn)
-{
-    char(*buf)[PC_CHANNEL_MAX + 1];
-    const char *names[WATCH_QUERY_MAX];
-    struct gw_watch *w;
-    size_t n = 0;
-
-    if (!s)
-        return NULL;
-    buf = malloc(WATCH_QUERY_MAX * sizeof(*buf));
-    if (!buf)
-        return NULL;
-    for (size_t occ = 0; occ < WATCH_QUERY_MAX; occ++) {
-        int len = gw_http_query(conn, "channel", occ, buf[n], sizeof(buf[n]));
-
-        if (len == -1)
-            break;
-        if (len > 0) {
-            names[n] = buf[n];
-            n++;
-        }
-    }
-    w = gw_sessions_watch(s, names, n);
-    free(buf);
-    return w;
-}
-
-void gw_sessions_unwatch(struct gw_sessions *s, struct gw_watch *w)
-{
-    if (!s || !w)
-        return;
-    pthread_mutex_lock(&s->mu);
-    for (size_t i = 0; i < w->n; i++) {
-        struct watch_ent *e = w->e[i], **pp;
-
-        if (--e->refs > 0)
-            continue;
-        for (pp = &s->bucket[watch_hash(e->name)]; *pp && *pp != e; pp = &(*pp)->next)
-            ;
-        if (*pp)
-            *pp = e->next;
-        free(e);
-    }
-    pthread_mutex_unlock(&s->mu);
-    free(w);
-}
 
 /* ------------------------------------------------------------------------ */
 /* One housekeeping pass                                                     */
@@ -389,36 +275,27 @@ static redisReply *pass_cmd(struct pass *p, int argc, const char **argv, const s
     return redisCommandArgv(p->c, argc, argv, argl);
 }
 
-/* Write this gateway's watched channels (at most WATCH_PASS_MAX), prune old scores. */
+/*
+ * Write the channels this gateway has open SSE streams on -- the hub's
+ * subscribed channels (at most WATCH_PASS_MAX per pass, the rest on the next
+ * passes) -- and prune old scores.
+ */
 static int publish_watched(struct pass *p)
 {
     struct gw_sessions *s = p->s;
     char key[GW_SESSION_KEY_MAX], now[24];
-    size_t b = s->pub_b, k = s->pub_k, visited = 0, total = 0;
+    size_t total = 0;
+    int wrapped = 0;
 
     gw_session_watched_key(key, sizeof(key), s->gw->cfg->prefix);
     snprintf(now, sizeof(now), "%lld", p->now);
-    while (visited < WATCH_BUCKETS && total < WATCH_PASS_MAX) {
-        size_t nb = 0;
+    while (!wrapped && total < WATCH_PASS_MAX) {
+        size_t nb = gw_hub_channel_names(s->gw->hub, &s->walk, s->names, WATCH_BATCH);
         redisReply *r;
 
-        pthread_mutex_lock(&s->mu);
-        while (visited < WATCH_BUCKETS && nb < WATCH_BATCH) {
-            struct watch_ent *e = s->bucket[b];
-
-            for (size_t i = 0; e && i < k; i++)
-                e = e->next;
-            for (; e && nb < WATCH_BATCH; e = e->next, k++)
-                memcpy(s->names[nb++], e->name, strlen(e->name) + 1);
-            if (e)
-                break; /* the batch is full in the middle of this chain */
-            b = (b + 1) % WATCH_BUCKETS;
-            k = 0;
-            visited++;
-        }
-        pthread_mutex_unlock(&s->mu);
+        wrapped = s->walk.wrapped;
         if (nb == 0)
-            break;
+            continue;
         s->argv[0] = "ZADD";
         s->argv[1] = key;
         s->argl[0] = 4;
@@ -440,8 +317,6 @@ static int publish_watched(struct pass *p)
         freeReplyObject(r);
         total += nb;
     }
-    s->pub_b = b;
-    s->pub_k = k;
     if (p->now >= s->next_prune_ms) {
         char max[32];
         const char *argv[4] = {"ZREMRANGEBYSCORE", key, "-inf", max};
@@ -794,14 +669,6 @@ void gw_sessions_free(struct gw_sessions *s)
     pthread_mutex_unlock(&s->mu);
     if (s->started)
         pthread_join(s->thread, NULL);
-    for (size_t b = 0; b < WATCH_BUCKETS; b++) {
-        while (s->bucket[b]) {
-            struct watch_ent *e = s->bucket[b];
-
-            s->bucket[b] = e->next;
-            free(e);
-        }
-    }
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s->names);

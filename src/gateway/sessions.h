@@ -16,9 +16,9 @@
  * (Not pc:session:<s>:meta: session names may hold ':', so that key could be
  * the job set of session "<s>:meta".)
  *
- * Open streams: api.c wraps each SSE request in gw_sessions_watch() /
- * gw_sessions_unwatch(); every pass the thread writes the channels it holds to
- * pc:sessions:watched, so a session whose deadline comes while one of its
+ * Open streams: a channel with an open SSE stream on this gateway is a channel
+ * its hub follows; every pass the thread writes those (gw_hub_channel_names)
+ * to pc:sessions:watched, so a session whose deadline comes while one of its
  * jobs' channels is watched on any gateway is refreshed instead of expired.
  * Nothing in the hub or the SSE handler knows about sessions.
  *
@@ -35,8 +35,6 @@
 
 struct gw_ctx;
 struct gw_sessions;
-struct gw_watch;
-struct mg_connection;
 
 #define GW_SESSION_MAX 64          /* bytes of a session name (the channel alphabet) */
 #define GW_SESSION_IDLE_MAX 604800 /* idle_s: 1 s .. 7 days */
@@ -88,32 +86,18 @@ enum {
 void gw_session_touch_prepare(struct gw_session_touch *t, const char *prefix, const char *session,
                               long long idle_s, int revive, long long now_ms);
 
-/* ---- the housekeeping thread and the watch registry (main.c, api.c) --------------------- */
+/* ---- the housekeeping thread (main.c) ------------------------------------------------------ */
 
 /**
- * @return the session state of gateway @p gw (its cfg, pool and metrics are
- * used, never freed), or NULL when out of memory. No thread runs yet.
+ * @return the session state of gateway @p gw (its cfg, pool, hub and metrics
+ * are used, never freed), or NULL when out of memory. No thread runs yet.
  */
 struct gw_sessions *gw_sessions_new(struct gw_ctx *gw);
 
 /** Start the housekeeping thread. @return 0 or -1. */
 int gw_sessions_start(struct gw_sessions *s);
 
-/** Stop and join the thread (if started) and free @p s. NULL is a no-op. Every watch must be
- * gone. */
+/** Stop and join the thread (if started) and free @p s. NULL is a no-op. */
 void gw_sessions_free(struct gw_sessions *s);
-
-/**
- * An SSE stream on channels @p names[0..n) (invalid names are ignored) is
- * open: count it until gw_sessions_unwatch(). @return the handle, or NULL (s
- * NULL, nothing valid, out of memory: then the stream just does not count).
- */
-struct gw_watch *gw_sessions_watch(struct gw_sessions *s, const char *const *names, size_t n);
-
-/** The same for GET /api/events: the "channel" query parameters of @p conn. */
-struct gw_watch *gw_sessions_watch_query(struct gw_sessions *s, const struct mg_connection *conn);
-
-/** The stream has ended. NULL @p w is a no-op. */
-void gw_sessions_unwatch(struct gw_sessions *s, struct gw_watch *w);
 
 #endif

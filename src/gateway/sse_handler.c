@@ -117,8 +117,6 @@ struct sse_src {
 
 struct sse_stream {
     struct gw_ctx *gw;
-    gw_sse_end_cb end; /* called when the stream is freed */
-    void *end_arg;
     struct mg_connection *conn; /* NULL once the socket was taken from civetweb */
     int fd;                     /* the taken socket, else -1 */
     int opened;                 /* the response headers went out */
@@ -1099,8 +1097,6 @@ static void stream_free(struct sse_stream *st)
 {
     if (!st)
         return;
-    if (st->end)
-        st->end(st->gw, st->end_arg);
     for (unsigned i = 0; st->src && i < st->n; i++)
         src_drop_page(&st->src[i]);
     free(st->src);
@@ -1439,19 +1435,13 @@ static int stream_serve(struct sse_stream *st)
     return status;
 }
 
-int gw_sse_handle(struct gw_ctx *gw, struct mg_connection *conn, const char *channel,
-                  gw_sse_end_cb end, void *end_arg)
+int gw_sse_handle(struct gw_ctx *gw, struct mg_connection *conn, const char *channel)
 {
     struct sse_stream *st = stream_new(gw, conn, 1);
     int rc;
 
-    if (!st) {
-        if (end)
-            end(gw, end_arg);
+    if (!st)
         return gw_http_error(conn, gw, 500, NULL, "out of memory");
-    }
-    st->end = end;
-    st->end_arg = end_arg;
     snprintf(st->src[0].name, sizeof(st->src[0].name), "%s", channel);
     if ((rc = stream_parse(st)) != 0) {
         stream_free(st);
@@ -1460,27 +1450,19 @@ int gw_sse_handle(struct gw_ctx *gw, struct mg_connection *conn, const char *cha
     return stream_serve(st);
 }
 
-int gw_sse_handle_multi(struct gw_ctx *gw, struct mg_connection *conn, gw_sse_end_cb end,
-                        void *end_arg)
+int gw_sse_handle_multi(struct gw_ctx *gw, struct mg_connection *conn)
 {
     char(*names)[PC_CHANNEL_MAX + 1] = malloc(SSE_CHANNELS_MAX * sizeof(*names));
     struct sse_stream *st = NULL;
     unsigned n = 0;
     int rc;
 
-    if (!names) {
-        if (end)
-            end(gw, end_arg);
+    if (!names)
         return gw_http_error(conn, gw, 500, NULL, "out of memory");
-    }
     rc = parse_channels(conn, gw, &n, names);
     if (rc == 0 && !(st = stream_new(gw, conn, n)))
         rc = gw_http_error(conn, gw, 500, NULL, "out of memory");
-    if (rc != 0 && end)
-        end(gw, end_arg);
     if (rc == 0) {
-        st->end = end;
-        st->end_arg = end_arg;
         st->multi = 1;
         for (unsigned i = 0; i < n; i++)
             memcpy(st->src[i].name, names[i], sizeof(names[i]));
