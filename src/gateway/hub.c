@@ -91,9 +91,9 @@ struct gw_channel {
     struct pc_id last_id;    /* the reader's position (skipped entries included) */
     struct ring_entry *ring; /* circular: entry i (0 = oldest) is ring[(head + i) % cap] */
     size_t cap, head, count, bytes;
-    struct watch *watchers;           /* waiters of multi-channel subscribers */
-    long reader_slot;                 /* its index in its shard's XREAD snapshot, -1: none */
-    unsigned shard;                   /* its reader (fixed at creation) */
+    struct watch *watchers; /* waiters of multi-channel subscribers */
+    long reader_slot;       /* its index in its shard's XREAD snapshot, -1: none */
+    unsigned shard;         /* its reader (hub lock: moves off a reader that cannot connect) */
     struct gw_channel *snext, *sprev; /* the shard's channel list (hub lock) */
     struct {
         struct gw_listener *head; /* live subscribers of one group (fanout writer) */
@@ -110,6 +110,7 @@ struct shard {
     struct gw_channel *chans; /* its channels */
     size_t nchannels;
     int dirty;           /* its set changed since its reader's last snapshot */
+    int failing;         /* its last connection attempt failed: new channels go elsewhere */
     long long reader_id; /* CLIENT ID of its connection, 0 when none */
     int reader_fd;       /* its socket, -1 when none: shut down to interrupt on stop */
     pthread_t thread;
@@ -392,9 +393,13 @@ static struct shard *pick_shard(struct gw_hub *h)
 {
     struct shard *s = &h->shards[0];
 
-    for (unsigned i = 1; i < h->nstarted; i++)
-        if (h->shards[i].nchannels < s->nchannels)
-            s = &h->shards[i];
+    /* a reader that could not connect takes new channels only when they all cannot */
+    for (unsigned i = 1; i < h->nstarted; i++) {
+        struct shard *t = &h->shards[i];
+
+        if (t->failing < s->failing || (t->failing == s->failing && t->nchannels < s->nchannels))
+            s = t;
+    }
     if (s->nchannels > 0 && h->nstarted > 0 && h->nstarted < h->nshards &&
         shard_start(h, &h->shards[h->nstarted]) == 0)
         s = &h->shards[h->nstarted - 1];
@@ -450,6 +455,21 @@ static struct gw_channel *hub_ref(struct gw_hub *h, const char *name)
     ch = table_find(h, name);
     if (ch)
         ch->refs++;
+    pthread_mutex_unlock(&h->mu);
+    return ch;
+}
+
+/* hub_ref(), for the reader of shard @p s: NULL when the channel is (now) another reader's. */
+static struct gw_channel *hub_ref_own(struct gw_hub *h, const struct shard *s, const char *name)
+{
+    struct gw_channel *ch;
+
+    pthread_mutex_lock(&h->mu);
+    ch = table_find(h, name);
+    if (ch && ch->shard == s->idx)
+        ch->refs++;
+    else
+        ch = NULL;
     pthread_mutex_unlock(&h->mu);
     return ch;
 }
@@ -1065,6 +1085,50 @@ static void reader_wait_work(struct gw_hub *h, struct reader *r)
     pthread_mutex_unlock(&h->mu);
 }
 
+/*
+ * The reader of @p s could not connect: give its channels to connected
+ * readers (the fewest channels first), so that a Redis refusing more clients
+ * (maxclients) stalls none of them. With no reader connected (Redis down) it
+ * keeps them. Wakes the readers that took some.
+ */
+static void reader_hand_off(struct gw_hub *h, struct shard *s)
+{
+    uint64_t woke = 0;
+
+    pthread_mutex_lock(&h->mu);
+    s->failing = 1;
+    while (s->chans) {
+        struct gw_channel *ch = s->chans;
+        struct shard *t = NULL;
+
+        for (unsigned i = 0; i < h->nstarted; i++) {
+            struct shard *c = &h->shards[i];
+
+            if (c != s && c->reader_id != 0 && (!t || c->nchannels < t->nchannels))
+                t = c;
+        }
+        if (!t)
+            break;
+        s->chans = ch->snext;
+        if (s->chans)
+            s->chans->sprev = NULL;
+        s->nchannels--;
+        ch->sprev = NULL;
+        ch->snext = t->chans;
+        if (t->chans)
+            t->chans->sprev = ch;
+        t->chans = ch;
+        t->nchannels++;
+        ch->shard = t->idx;
+        woke |= shard_dirty(t);
+    }
+    if (woke)
+        pc_warn("hub", "reader %u cannot connect: its channels go to the connected readers",
+                s->idx);
+    pthread_mutex_unlock(&h->mu);
+    hub_wake_readers(h, woke);
+}
+
 static int reader_connect(struct gw_hub *h, struct reader *r, int quiet)
 {
     char err[256];
@@ -1112,6 +1176,7 @@ static int reader_connect(struct gw_hub *h, struct reader *r, int quiet)
     r->s->reader_id = id;
     r->s->reader_fd = r->c->fd;
     r->s->dirty = 1;
+    r->s->failing = 0;
     if (is_stopping(h)) /* gw_hub_stop ran before the fd was known: do its shutdown */
         shutdown(r->c->fd, SHUT_RDWR);
     pthread_mutex_unlock(&h->mu);
@@ -1327,11 +1392,10 @@ static void reader_process(struct gw_hub *h, struct reader *r, const redisReply 
         entries->elements == 0)
         return;
     name = pc_key_channel_name(key->str, h->prefix);
-    if (!name || !(ch = hub_ref(h, name)))
+    if (!name)
         return;
-    if (ch->shard != r->s->idx) {
-        /* gone and subscribed again since the snapshot, now another reader's */
-        (void)hub_unref(h, ch);
+    if (!(ch = hub_ref_own(h, r->s, name))) {
+        /* gone, or another reader's since the snapshot (subscribed again, or moved) */
         r->valid = 0;
         return;
     }
@@ -1527,6 +1591,7 @@ static void *reader_main(void *arg)
             if (reader_connect(h, &r, failing > 0) != 0) {
                 gw_metrics_add(&h->metrics->redis_errors, 1);
                 failing++;
+                reader_hand_off(h, s);
                 reader_sleep(h, &r, pc_backoff_next(&r.bo));
                 continue;
             }

@@ -11,7 +11,9 @@ With --hub-readers 3:
     keeps getting entries, none lost or repeated;
   - churn: 6 channels closed and 6 new ones opened: the new ones go to the emptiest readers
     (still at most 5 keys per XREAD) and are delivered;
-  - --hub-readers outside 1-64 is refused (exit 2, with the range).
+  - --hub-readers outside 1-64 is refused (exit 2, with the range);
+  - Redis refusing more clients (maxclients): readers that cannot connect give their channels to
+    the connected ones, and every stream gets its entries (they stalled before).
 On a gateway with one reader every XREAD named all 13 keys."""
 
 import os
@@ -160,8 +162,44 @@ def bad_values():
               "--hub-readers %r: message %r" % (v, p.stderr))
 
 
+def maxclients():
+    red = pctest.PrivateRedis()
+    gw = pctest.Gateway(red.port, ["--hub-readers", "4", "--ping-interval", "1"])
+    r = red.client()
+    base = pctest.uniq("mc")
+    chans = ["%s-%d" % (base, i) for i in range(6)]
+    clients = open_streams(gw, chans[:2])
+    pctest.wait_for(lambda: len(reader_conns(r)) == 2, 10, "two reader connections")
+    check_eq(gw.get("/api/channels").status, 200, "GET /api/channels (a pool connection)")
+    n = len(r.execute("CLIENT", "LIST").decode().splitlines())
+    r.execute("CONFIG", "SET", "maxclients", str(n))  # nobody else gets in
+    clients.update(open_streams(gw, chans[2:]))  # readers 2 and 3 start, and cannot connect
+    pctest.wait_for(lambda: "cannot connect: its channels go to" in gw.log_tail(200), 15,
+                    "the hand-off of a reader that cannot connect")
+    check_eq(len(reader_conns(r)), 2, "reader connections under maxclients")
+    # every round is delivered; once the readers that took the channels have set them up (their
+    # wake-up needs a connection too: at worst XREAD's 2 s backstop) a round comes from the hub's
+    # rings, not from each stream polling Redis pages for a channel that no reader follows
+    deadline, rnd, paged = time.monotonic() + 15 * pctest.SLOW, 0, None
+    while paged != 0.0:
+        check(time.monotonic() < deadline, "under maxclients, rounds still read from Redis pages "
+              "(%r entries in the last): the stalled readers' channels were not handed over"
+              % paged)
+        replayed = gw.metrics().get("pipecast_sse_events_replayed_total")
+        publish_and_check(r, clients, "m%d" % rnd, 2, {})
+        paged = gw.metrics().get("pipecast_sse_events_replayed_total") - replayed
+        rnd += 1
+        time.sleep(0.2)
+    pctest.log("maxclients: served by the connected readers from round %d" % rnd)
+    r.execute("CONFIG", "SET", "maxclients", "10000")
+    for c in clients.values():
+        c.close()
+    gw.stop()
+
+
 def main():
     bad_values()
+    maxclients()
     red = pctest.PrivateRedis(["--appendonly", "yes", "--appendfsync", "always"])
     gw = pctest.Gateway(red.port, ["--hub-readers", str(READERS), "--ping-interval", "1"])
     r = red.client()
