@@ -406,21 +406,39 @@ static struct shard *pick_shard(struct gw_hub *h)
     return s;
 }
 
-/* Hub lock held. */
-static void table_insert(struct gw_hub *h, struct gw_channel *ch)
+/* Give @p ch to the reader of @p s (not in any shard's list yet). Hub lock held. */
+static void shard_link(struct shard *s, struct gw_channel *ch)
 {
-    unsigned b = hash_name(ch->name);
-    struct shard *s = pick_shard(h);
-
     ch->shard = s->idx;
-    ch->next = h->buckets[b];
-    h->buckets[b] = ch;
     ch->sprev = NULL;
     ch->snext = s->chans;
     if (s->chans)
         s->chans->sprev = ch;
     s->chans = ch;
     s->nchannels++;
+}
+
+/* Take @p ch from its reader's list. Hub lock held. */
+static void shard_unlink(struct shard *s, struct gw_channel *ch)
+{
+    if (ch->sprev)
+        ch->sprev->snext = ch->snext;
+    else
+        s->chans = ch->snext;
+    if (ch->snext)
+        ch->snext->sprev = ch->sprev;
+    ch->sprev = ch->snext = NULL;
+    s->nchannels--;
+}
+
+/* Hub lock held. */
+static void table_insert(struct gw_hub *h, struct gw_channel *ch)
+{
+    unsigned b = hash_name(ch->name);
+
+    ch->next = h->buckets[b];
+    h->buckets[b] = ch;
+    shard_link(pick_shard(h), ch);
     h->nchannels++;
     atomic_store_explicit(&h->metrics->hub_channels, (long)h->nchannels, memory_order_relaxed);
 }
@@ -429,19 +447,12 @@ static void table_insert(struct gw_hub *h, struct gw_channel *ch)
 static void table_remove(struct gw_hub *h, struct gw_channel *ch)
 {
     struct gw_channel **pp = &h->buckets[hash_name(ch->name)];
-    struct shard *s = &h->shards[ch->shard];
 
     while (*pp && *pp != ch)
         pp = &(*pp)->next;
     if (*pp)
         *pp = ch->next;
-    if (ch->sprev)
-        ch->sprev->snext = ch->snext;
-    else
-        s->chans = ch->snext;
-    if (ch->snext)
-        ch->snext->sprev = ch->sprev;
-    s->nchannels--;
+    shard_unlink(&h->shards[ch->shard], ch);
     h->nchannels--;
     atomic_store_explicit(&h->metrics->hub_channels, (long)h->nchannels, memory_order_relaxed);
 }
@@ -1109,17 +1120,8 @@ static void reader_hand_off(struct gw_hub *h, struct shard *s)
         }
         if (!t)
             break;
-        s->chans = ch->snext;
-        if (s->chans)
-            s->chans->sprev = NULL;
-        s->nchannels--;
-        ch->sprev = NULL;
-        ch->snext = t->chans;
-        if (t->chans)
-            t->chans->sprev = ch;
-        t->chans = ch;
-        t->nchannels++;
-        ch->shard = t->idx;
+        shard_unlink(s, ch);
+        shard_link(t, ch);
         woke |= shard_dirty(t);
     }
     if (woke)
