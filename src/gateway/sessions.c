@@ -275,6 +275,23 @@ static redisReply *pass_cmd(struct pass *p, int argc, const char **argv, const s
     return redisCommandArgv(p->c, argc, argv, argl);
 }
 
+/* An integer reply (freed). @return it (>= 0 for every command used here), or -1 with the
+ * failure noted. */
+static long long reply_int(struct pass *p, const char *what, redisReply *r)
+{
+    long long v;
+
+    if (!r || r->type != REDIS_REPLY_INTEGER) {
+        pass_fail(p, what, r);
+        if (r)
+            freeReplyObject(r);
+        return -1;
+    }
+    v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
 /*
  * Write the channels this gateway has open SSE streams on -- the hub's
  * subscribed channels (at most WATCH_PASS_MAX per pass, the rest on the next
@@ -307,31 +324,17 @@ static int publish_watched(struct pass *p)
             s->argl[3 + 2 * i] = strlen(s->names[i]);
         }
         r = redisCommandArgv(p->c, (int)(2 + 2 * nb), s->argv, s->argl);
-        if (!r || r->type != REDIS_REPLY_INTEGER) {
-            int rc = pass_fail(p, "ZADD watched", r);
-
-            if (r)
-                freeReplyObject(r);
-            return rc;
-        }
-        freeReplyObject(r);
+        if (reply_int(p, "ZADD watched", r) < 0)
+            return -1;
         total += nb;
     }
     if (p->now >= s->next_prune_ms) {
         char max[32];
         const char *argv[4] = {"ZREMRANGEBYSCORE", key, "-inf", max};
-        redisReply *r;
 
         snprintf(max, sizeof(max), "(%lld", p->now - SESS_WATCH_KEEP_MS);
-        r = pass_cmd(p, 4, argv, NULL);
-        if (!r || r->type != REDIS_REPLY_INTEGER) {
-            int rc = pass_fail(p, "ZREMRANGEBYSCORE watched", r);
-
-            if (r)
-                freeReplyObject(r);
-            return rc;
-        }
-        freeReplyObject(r);
+        if (reply_int(p, "ZREMRANGEBYSCORE watched", pass_cmd(p, 4, argv, NULL)) < 0)
+            return -1;
         s->next_prune_ms = p->now + SESS_PRUNE_EVERY_MS;
     }
     return 0;
@@ -365,22 +368,6 @@ static redisReply *session_eval(struct pass *p, const char *script, const char *
     for (int i = 0; i < nargs && argc < 14; i++)
         argv[argc++] = args[i];
     return pass_cmd(p, argc, argv, NULL);
-}
-
-/* An integer reply of a script. @return it, or -1 with the failure noted. */
-static long long eval_int(struct pass *p, const char *what, redisReply *r)
-{
-    long long v;
-
-    if (!r || r->type != REDIS_REPLY_INTEGER) {
-        pass_fail(p, what, r);
-        if (r)
-            freeReplyObject(r);
-        return -1;
-    }
-    v = r->integer;
-    freeReplyObject(r);
-    return v;
 }
 
 /* The TTL of a first pass's keys: they outlive the sweep. */
@@ -423,7 +410,7 @@ static int session_expire(struct pass *p, const char *session, long long expired
     /* first: the keys outlive the sweep; the sweep: a TTL only where the first left none */
     snprintf(ttl, sizeof(ttl), "%lld", first ? keys_ttl_s(gw) : grace + 60);
     snprintf(now, sizeof(now), "%lld", p->now);
-    rc = eval_int(p, "session finish", session_eval(p, FINISH_LUA, session, args, 4));
+    rc = reply_int(p, "session finish", session_eval(p, FINISH_LUA, session, args, 4));
     if (rc < 0)
         return -1;
     if (rc == 0) {
@@ -504,15 +491,15 @@ static int session_due(struct pass *p, const char *session)
         snprintf(seen, sizeof(seen), "%lld", active);
         pc_debug("sessions", "session \"%s\": a stream on one of its channels is open, kept",
                  session);
-        return eval_int(p, "session rearm", session_eval(p, REARM_LUA, session, args, 1)) < 0 ? -1
-                                                                                              : 0;
+        return reply_int(p, "session rearm", session_eval(p, REARM_LUA, session, args, 1)) < 0 ? -1
+                                                                                               : 0;
     }
     {
         const char *args[3] = {now, seen, snap_ttl};
 
         snprintf(seen, sizeof(seen), "%lld", last_active);
         snprintf(snap_ttl, sizeof(snap_ttl), "%lld", keys_ttl_s(p->s->gw));
-        rc = eval_int(p, "session mark", session_eval(p, MARK_LUA, session, args, 3));
+        rc = reply_int(p, "session mark", session_eval(p, MARK_LUA, session, args, 3));
     }
     if (rc < 0)
         return -1;
