@@ -113,8 +113,7 @@ struct shard {
     int failing;         /* its last connection attempt failed: new channels go elsewhere */
     long long reader_id; /* CLIENT ID of its connection, 0 when none */
     int reader_fd;       /* its socket, -1 when none: shut down to interrupt on stop */
-    pthread_t thread;
-    int started;
+    pthread_t thread;    /* running when idx < the hub's nstarted */
 };
 
 struct gw_hub {
@@ -1684,7 +1683,6 @@ static int shard_start(struct gw_hub *h, struct shard *s)
                 strerror(rc));
         return PC_ENOMEM;
     }
-    s->started = 1;
     h->nstarted++;
     return 0;
 }
@@ -1730,9 +1728,8 @@ void gw_hub_free(struct gw_hub *h)
         return;
     gw_hub_stop(h);
     /* no reader starts once stopping (subscriptions are refused) */
-    for (unsigned i = 0; i < h->nshards; i++)
-        if (h->shards[i].started)
-            pthread_join(h->shards[i].thread, NULL);
+    for (unsigned i = 0; i < h->nstarted; i++)
+        pthread_join(h->shards[i].thread, NULL);
     for (size_t b = 0; b < HUB_BUCKETS; b++) {
         while (h->buckets[b]) {
             struct gw_channel *ch = h->buckets[b];
