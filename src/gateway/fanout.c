@@ -383,6 +383,20 @@ static void writer_dequeue(struct writer *w, struct gw_channel *ch)
     pthread_mutex_unlock(&w->mu);
 }
 
+/* Take the streams handed to @p w so far; with @p close, it adopts none after this. */
+static struct gw_live *inbox_take(struct writer *w, int close)
+{
+    struct gw_live *in;
+
+    pthread_mutex_lock(&w->mu);
+    if (close)
+        w->closed = 1;
+    in = w->inbox;
+    w->inbox = NULL;
+    pthread_mutex_unlock(&w->mu);
+    return in;
+}
+
 /* Take a stream in: epoll, listen on its channel, send what it missed. */
 static void writer_adopt(struct writer *w, struct gw_live *lv, long long now)
 {
@@ -524,10 +538,7 @@ static void *writer_main(void *arg)
                 lv_pump(w, lv, now);
         }
 
-        pthread_mutex_lock(&w->mu);
-        in = w->inbox;
-        w->inbox = NULL;
-        pthread_mutex_unlock(&w->mu);
+        in = inbox_take(w, 0);
         while (in) {
             struct gw_live *lv = in;
 
@@ -725,11 +736,7 @@ void gw_fanout_stop(struct gw_fanout *fo)
             w->started = 0;
         }
         /* streams handed over after the writer looked at its inbox for the last time */
-        pthread_mutex_lock(&w->mu);
-        w->closed = 1;
-        in = w->inbox;
-        w->inbox = NULL;
-        pthread_mutex_unlock(&w->mu);
+        in = inbox_take(w, 1);
         while (in) {
             struct gw_live *lv = in;
 
