@@ -341,7 +341,11 @@ class Harness:
         g.stop()
         g.start()
 
-    def load(self, mode, args, timeout):
+    def load(self, mode, args, timeout, measure=None):
+        """Run pc-load; with @measure (a system), also measure its processes' and Redis's CPU/RSS."""
+        if measure is not None:
+            args = list(args) + ["--pids", ",".join(map(str, measure["pids"])),
+                                 "--redis-pid", self.services["redis"].pid]
         argv = [os.path.join(self.bin, "pc-load"), mode] + [str(x) for x in args]
         log(" ".join(argv))
         try:
@@ -428,11 +432,10 @@ def run_sse(h, scen, system, rnd, clients, rate, duration, channels=1, pub=None,
         h.wait_gateway_idle()
     s = h.system(system)
     args = ["--url", s["url"], "--pub", pub or s["pub"], "--channel", chan(h, scen, system, rnd),
-            "--clients", clients, "--channels", channels, "--rate", rate, "--duration", duration,
-            "--pids", ",".join(map(str, s["pids"])), "--redis-pid", h.services["redis"].pid]
+            "--clients", clients, "--channels", channels, "--rate", rate, "--duration", duration]
     if kstamp:
         args.append("--kstamp")
-    r = h.load("sse", args, timeout=duration + 300)
+    r = h.load("sse", args, timeout=duration + 300, measure=s)
     if isinstance(r.get("ready"), int) and r["ready"] < clients:
         h.notes.append("%s/%s round %d: %d of %d subscribers connected" % (
             scen, system, rnd, r["ready"], clients))
@@ -474,8 +477,7 @@ def run_pipe(h, scen, system, rnd):
 def run_pubrate(h, scen, system, rnd):
     s = h.system(system)
     return h.load("pubrate", ["--pub", s["http_pub"], "--channel", chan(h, scen, system, rnd),
-                              "--duration", h.pubrate_s, "--pids", ",".join(map(str, s["pids"])),
-                              "--redis-pid", h.services["redis"].pid], timeout=h.pubrate_s + 120)
+                              "--duration", h.pubrate_s], timeout=h.pubrate_s + 120, measure=s)
 
 
 def run_storm(h, scen, system, rnd):
@@ -484,8 +486,7 @@ def run_storm(h, scen, system, rnd):
     s = h.system(system)
     r = h.load("storm", ["--url", s["url"], "--pub", s["pub"], "--channel",
                          chan(h, scen, system, rnd), "--clients", h.storm_clients,
-                         "--missed", 1000, "--pids", ",".join(map(str, s["pids"])),
-                         "--redis-pid", h.services["redis"].pid], timeout=600)
+                         "--missed", 1000], timeout=600, measure=s)
     if r.get("storm_clients", h.storm_clients) < h.storm_clients:
         h.notes.append("%s/%s round %d: %s of %d clients connected before the storm (the others "
                        "sat it out)" % (scen, system, rnd, r["storm_clients"], h.storm_clients))
@@ -501,9 +502,8 @@ def run_replay(h, scen, system, rnd):
         h.wait_gateway_idle()
     s = h.system(system)
     r = h.load("replay", ["--url", s["replay_url"], "--pub", s["pub"], "--channel",
-                          chan(h, scen, system, rnd), "--entries", h.replay_entries,
-                          "--pids", ",".join(map(str, s["pids"])),
-                          "--redis-pid", h.services["redis"].pid], timeout=900)
+                          chan(h, scen, system, rnd), "--entries", h.replay_entries],
+               timeout=900, measure=s)
     if r.get("complete") != 1:
         h.notes.append("%s/%s round %d: replay incomplete (%s of %d events)" % (
             scen, system, rnd, r.get("events"), h.replay_entries))
