@@ -301,18 +301,25 @@ def shutdown():
     s.gw.stop()
 
 
+def new_guard(runner, g1, why_re, what, lines):
+    """The guard the runner started after @g1 (checked as guard_of does); its log names g1's
+    end with an error matching @why_re."""
+    pctest.wait_for(lambda: len(guard_pids(runner)) >= 2, 5 * pctest.SLOW,
+                    "the runner to start a new guard:\n" + runner.log_tail())
+    g2 = guard_of(runner)
+    check(g2.pid != g1.pid, "a new guard pid")
+    log = runner.log_tail(lines)
+    check(re.search(r"ERROR runner: guard pid %d .*%s" % (g1.pid, why_re), log),
+          "the runner should log an error naming the %s guard %d:\n%s" % (what, g1.pid, log))
+    return g2
+
+
 def guard_lost():
     s = pctest.JobSetup(TEMPLATES)
     g1 = guard_of(s.runner)
     jid, _, pgid, ps = job_procs(s, {"template": "tree"}, TREE_PIDS)
     os.kill(g1.pid, signal.SIGKILL)
-    pctest.wait_for(lambda: len(guard_pids(s.runner)) >= 2, 5 * pctest.SLOW,
-                    "the runner to start a new guard:\n" + s.runner.log_tail())
-    g2 = guard_of(s.runner)
-    check(g2.pid != g1.pid, "a new guard pid")
-    log = s.runner.log_tail(100)
-    check(re.search(r"ERROR runner: guard pid %d .*(killed|signal)" % g1.pid, log),
-          "the runner should log an error naming the dead guard %d:\n%s" % (g1.pid, log))
+    g2 = new_guard(s.runner, g1, r"(killed|signal)", "dead", 100)
     s.runner.check_alive("after its guard was killed")
     check_eq(job_wait(s.gw, jid, ("running",), 2)["status"], "running", "the job after the guard "
              "was replaced")
@@ -347,13 +354,7 @@ def guard_stuck():
     check(max(ttls) >= 12, "the runner's heartbeat is not refreshed (TTLs %r)" % ttls)
     pctest.wait_for(lambda: not g1.alive(), 5 * pctest.SLOW,
                     "the stopped guard %d to be killed:\n%s" % (g1.pid, s.runner.log_tail()))
-    pctest.wait_for(lambda: len(guard_pids(s.runner)) >= 2, 5 * pctest.SLOW,
-                    "the runner to start a new guard:\n" + s.runner.log_tail())
-    g2 = guard_of(s.runner)
-    check(g2.pid != g1.pid, "a new guard pid")
-    log = s.runner.log_tail(400)
-    check(re.search(r"ERROR runner: guard pid %d .*(stopped or stuck)" % g1.pid, log),
-          "the runner should log an error naming the stuck guard %d:\n%s" % (g1.pid, log))
+    g2 = new_guard(s.runner, g1, r"(stopped or stuck)", "stuck", 400)
     # the new guard works
     _, _, pgid, ps = job_procs(s, {"template": "tree"}, TREE_PIDS)
     s.runner.kill9()
