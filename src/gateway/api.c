@@ -599,20 +599,18 @@ static int api_publish(struct mg_connection *conn, const struct gw_ctx *gw, cons
 
         return gw_http_send(conn, gw, 200, "application/json", NULL, json, (size_t)jl);
     }
+    /* a failure: what went in before it, and why */
     o = cJSON_CreateObject();
     if (o) {
-        if (p.status)
-            cJSON_AddStringToObject(o, "error", p.err);
+        cJSON_AddStringToObject(o, "error", p.err);
         cJSON_AddNumberToObject(o, "published", (double)p.published);
         if (p.published)
             cJSON_AddStringToObject(o, "last_id", p.last_id);
         else
             cJSON_AddNullToObject(o, "last_id");
     }
-    if (p.status)
-        pc_warn("api", "publish to %s: %s (%llu entries published)", key, p.err, p.published);
-    return gw_http_json_take(conn, gw, p.status ? p.status : 200,
-                             p.status == 503 ? "Retry-After: 2\r\n" : NULL, o);
+    pc_warn("api", "publish to %s: %s (%llu entries published)", key, p.err, p.published);
+    return gw_http_json_take(conn, gw, p.status, p.status == 503 ? "Retry-After: 2\r\n" : NULL, o);
 }
 
 /* ------------------------------------------------------------------------ */
