@@ -54,7 +54,7 @@ struct writer {
     /* writer thread only */
     struct pc_buf shared; /* the ring bytes of one news round, sent to every plain stream */
     struct gw_live *streams;
-    size_t nstreams, nchannels; /* channels with at least one listener of this writer */
+    size_t nchannels; /* channels with at least one listener of this writer */
     struct gw_live *leaving;
     long long next_sweep;
 };
@@ -414,7 +414,6 @@ static void writer_adopt(struct writer *w, struct gw_live *lv, long long now)
     if (w->streams)
         w->streams->prev = lv;
     w->streams = lv;
-    w->nstreams++;
     lv->lis.prev = lv->lis.next = NULL;
     memset(&ev, 0, sizeof(ev));
     ev.events = EPOLLIN | EPOLLRDHUP;
@@ -472,7 +471,6 @@ static void writer_reap(struct writer *w)
             w->streams = lv->next;
         if (lv->next)
             lv->next->prev = lv->prev;
-        w->nstreams--;
         lv->state = 0;
         lv->off = 0;
         lv->done(lv, lv->why);
@@ -706,16 +704,6 @@ int gw_fanout_spawn(struct gw_fanout *fo, void (*fn)(void *), void *arg)
         return -1;
     }
     return 0;
-}
-
-int gw_fanout_threads(struct gw_fanout *fo)
-{
-    int n;
-
-    pthread_mutex_lock(&fo->tmu);
-    n = fo->nthreads;
-    pthread_mutex_unlock(&fo->tmu);
-    return n;
 }
 
 void gw_fanout_stop(struct gw_fanout *fo)

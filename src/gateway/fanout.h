@@ -106,7 +106,4 @@ void gw_fanout_stop(struct gw_fanout *fo);
 /** Stop (if not yet), wait for every stream thread to end, free (NULL: no-op). */
 void gw_fanout_free(struct gw_fanout *fo);
 
-/** Number of stream threads running now. */
-int gw_fanout_threads(struct gw_fanout *fo);
-
 #endif

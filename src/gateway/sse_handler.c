@@ -865,7 +865,7 @@ static int stream_run_one(struct sse_stream *st)
     struct gw_metrics *m = st->gw->metrics;
     struct sse_src *s = &st->src[0];
     const struct gw_idfmt *f;
-    int to_fanout = st->fd >= 0 && st->gw->fanout;
+    int to_fanout = st->fd >= 0; /* a taken socket: the fanout can serve it */
 
     /* on /api/events the id is "0:<id>": nothing else moves */
     st->fmtp = NULL;
@@ -1414,7 +1414,7 @@ static int stream_serve(struct sse_stream *st)
         st->ping_ms = (long long)gw->cfg->ping_interval_s * 1000;
         st->next_ping = pc_now_ms() + st->ping_ms;
         pc_debug("sse", "%s%s: stream opened", st->src[0].key, st->n > 1 ? " (and more)" : "");
-        if (gw->fanout && (st->fd = gw_http_take_socket(st->conn)) >= 0) {
+        if ((st->fd = gw_http_take_socket(st->conn)) >= 0) {
             st->conn = NULL;
             if (gw_fanout_spawn(gw->fanout, stream_thread, st) == 0)
                 return status;
