@@ -456,30 +456,20 @@ static void table_remove(struct gw_hub *h, struct gw_channel *ch)
     atomic_store_explicit(&h->metrics->hub_channels, (long)h->nchannels, memory_order_relaxed);
 }
 
-/* A reference to the subscribed channel @p name, or NULL when nobody follows it. */
-static struct gw_channel *hub_ref(struct gw_hub *h, const char *name)
+/*
+ * A reference to the subscribed channel @p name, or NULL when nobody follows
+ * it -- or, with @p only, when it is not (or no longer) that reader's.
+ */
+static struct gw_channel *hub_ref(struct gw_hub *h, const char *name, const struct shard *only)
 {
     struct gw_channel *ch;
 
     pthread_mutex_lock(&h->mu);
     ch = table_find(h, name);
+    if (ch && only && ch->shard != only->idx)
+        ch = NULL;
     if (ch)
         ch->refs++;
-    pthread_mutex_unlock(&h->mu);
-    return ch;
-}
-
-/* hub_ref(), for the reader of shard @p s: NULL when the channel is (now) another reader's. */
-static struct gw_channel *hub_ref_own(struct gw_hub *h, const struct shard *s, const char *name)
-{
-    struct gw_channel *ch;
-
-    pthread_mutex_lock(&h->mu);
-    ch = table_find(h, name);
-    if (ch && ch->shard == s->idx)
-        ch->refs++;
-    else
-        ch = NULL;
     pthread_mutex_unlock(&h->mu);
     return ch;
 }
@@ -508,7 +498,7 @@ static uint64_t hub_unref(struct gw_hub *h, struct gw_channel *ch)
 
 void gw_hub_reset_channel(struct gw_hub *h, const char *name)
 {
-    struct gw_channel *ch = hub_ref(h, name);
+    struct gw_channel *ch = hub_ref(h, name, NULL);
     const struct pc_id zero = {0, 0};
     uint64_t bit;
 
@@ -1291,7 +1281,7 @@ static enum round reader_init(struct gw_hub *h, struct reader *r)
                 pc_warn("hub", "redis: connection lost: %s", r->c->errstr);
             return ROUND_LOST;
         }
-        ch = name ? hub_ref(h, name) : NULL;
+        ch = name ? hub_ref(h, name, NULL) : NULL;
         if (ch) {
             pthread_mutex_lock(&ch->mu);
             if (!ch->ready && !ch->bad) {
@@ -1345,7 +1335,7 @@ static enum round reader_check_types(struct gw_hub *h, struct reader *r)
         if (!rep)
             return ROUND_LOST;
         if (rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "stream") != 0 &&
-            strcmp(rep->str, "none") != 0 && name && (ch = hub_ref(h, name)) != NULL) {
+            strcmp(rep->str, "none") != 0 && name && (ch = hub_ref(h, name, NULL)) != NULL) {
             pthread_mutex_lock(&ch->mu);
             pc_warn("hub", "channel \"%s\": key %s is a %s, not a stream", ch->name, ch->key,
                     rep->str);
@@ -1395,7 +1385,7 @@ static void reader_process(struct gw_hub *h, struct reader *r, const redisReply 
     name = pc_key_channel_name(key->str, h->prefix);
     if (!name)
         return;
-    if (!(ch = hub_ref_own(h, r->s, name))) {
+    if (!(ch = hub_ref(h, name, r->s))) {
         /* gone, or another reader's since the snapshot (subscribed again, or moved) */
         r->valid = 0;
         return;
