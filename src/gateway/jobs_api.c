@@ -1729,7 +1729,7 @@ static int submit_write(struct jreq *q, const struct spec *sp, const char *id, c
 
     job_key(jkey, sizeof(jkey), q, id);
     snprintf(ikey, sizeof(ikey), "%s:jobs:index", prefix);
-    snprintf(skey, sizeof(skey), "%s:session:%s", prefix, sp->session);
+    gw_session_set_key(skey, sizeof(skey), prefix, sp->session);
     snprintf(qkey, sizeof(qkey), "%s:jobs", prefix);
     snprintf(created, sizeof(created), "%lld", pc_wall_ms());
 
@@ -2333,7 +2333,7 @@ static int list_session(struct jreq *q, const char *status, const char *session,
     size_t n = 0, w = 0, first = 0, take;
     int st;
 
-    snprintf(skey, sizeof(skey), "%s:session:%s", q->gw->cfg->prefix, session);
+    gw_session_set_key(skey, sizeof(skey), q->gw->cfg->prefix, session);
     if ((st = set_members(q, skey, &v, &n)) != 0)
         return st;
     if ((st = read_states(q, v, n, NULL)) != 0) {
@@ -2978,7 +2978,7 @@ static int session_walk(struct jreq *q, const char *session, struct gw_session_w
     if (w->members_key)
         snprintf(skey, sizeof(skey), "%s", w->members_key);
     else
-        snprintf(skey, sizeof(skey), "%s:session:%s", q->gw->cfg->prefix, session);
+        gw_session_set_key(skey, sizeof(skey), q->gw->cfg->prefix, session);
     if ((st = set_members(q, skey, &v, &n)) != 0)
         return st;
     runners = calloc(n ? n : 1, sizeof(*runners));
@@ -3187,7 +3187,7 @@ static int session_put(struct jreq *q, const char *session)
 
         gw_session_meta_key(mkey, sizeof(mkey), q->gw->cfg->prefix, session);
         gw_session_expiry_key(ekey, sizeof(ekey), q->gw->cfg->prefix);
-        snprintf(skey, sizeof(skey), "%s:session:%s", q->gw->cfg->prefix, session);
+        gw_session_set_key(skey, sizeof(skey), q->gw->cfg->prefix, session);
         for (int i = 0; i < 3; i++) {
             struct cmd m = {0};
             redisReply *r;

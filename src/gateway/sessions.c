@@ -65,6 +65,11 @@ void gw_session_meta_key(char *dst, size_t len, const char *prefix, const char *
     snprintf(dst, len, "%s:sessions:meta:%s", prefix, session);
 }
 
+void gw_session_set_key(char *dst, size_t len, const char *prefix, const char *session)
+{
+    snprintf(dst, len, "%s:session:%s", prefix, session);
+}
+
 void gw_session_expiry_key(char *dst, size_t len, const char *prefix)
 {
     snprintf(dst, len, "%s:sessions:expiry", prefix);
@@ -120,7 +125,7 @@ void gw_session_touch_prepare(struct gw_session_touch *t, const char *prefix, co
     memset(t, 0, sizeof(*t));
     gw_session_meta_key(t->meta, sizeof(t->meta), prefix, session);
     gw_session_expiry_key(t->expiry, sizeof(t->expiry), prefix);
-    snprintf(t->set, sizeof(t->set), "%s:session:%s", prefix, session);
+    gw_session_set_key(t->set, sizeof(t->set), prefix, session);
     snprintf(t->session, sizeof(t->session), "%s", session);
     snprintf(t->now, sizeof(t->now), "%lld", now_ms);
     snprintf(t->idle, sizeof(t->idle), "%lld", idle_s > 0 ? idle_s : 0);
@@ -355,7 +360,7 @@ static redisReply *session_eval(struct pass *p, const char *script, const char *
     int argc = 0;
 
     gw_session_meta_key(meta, sizeof(meta), p->s->gw->cfg->prefix, session);
-    snprintf(set, sizeof(set), "%s:session:%s", p->s->gw->cfg->prefix, session);
+    gw_session_set_key(set, sizeof(set), p->s->gw->cfg->prefix, session);
     snap_key(snap, sizeof(snap), p->s->gw->cfg->prefix, session);
     argv[argc++] = "EVAL";
     argv[argc++] = script;

@@ -45,6 +45,8 @@ struct gw_sessions;
 
 /* "<prefix>:sessions:meta:<session>". */
 void gw_session_meta_key(char *dst, size_t len, const char *prefix, const char *session);
+/* "<prefix>:session:<session>": the set of the session's job ids. */
+void gw_session_set_key(char *dst, size_t len, const char *prefix, const char *session);
 /* "<prefix>:sessions:expiry". */
 void gw_session_expiry_key(char *dst, size_t len, const char *prefix);
 /* "<prefix>:sessions:watched". */
