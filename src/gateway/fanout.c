@@ -138,31 +138,54 @@ static void lv_want_out(struct writer *w, struct gw_live *lv, int on)
 }
 
 /*
- * Send what waits in the stream's buffer. @return 1 when all of it went out,
- * 0 when the rest waits for the socket (EPOLLOUT) or the stream left.
+ * Write as much of @p p as the socket takes now, without blocking. @return the
+ * bytes written (progress resets the stall clock), or -1: the client is gone
+ * (the stream leaves).
  */
-static int lv_send(struct writer *w, struct gw_live *lv, long long now)
+static ssize_t lv_write(struct writer *w, struct gw_live *lv, const char *p, size_t len,
+                        long long now)
 {
-    while (lv->off < lv->out->len) {
-        ssize_t k = send(lv->fd, lv->out->data + lv->off, lv->out->len - lv->off,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+    size_t off = 0;
+
+    while (off < len) {
+        ssize_t k = send(lv->fd, p + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
 
         if (k < 0 && errno == EINTR)
             continue;
         if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
             lv_leave(w, lv, GW_LIVE_CLOSED);
-            return 0;
+            return -1;
         }
-        if (k > 0) {
-            lv->off += (size_t)k;
-            lv->last_write_ms = now;
-            lv->stalled_ms = 0;
-            continue;
-        }
-        /* the socket is full: wait for it, keep what is left */
-        if (!lv->stalled_ms)
-            lv->stalled_ms = now;
-        lv_want_out(w, lv, 1);
+        if (k <= 0)
+            break; /* the socket is full */
+        off += (size_t)k;
+        lv->last_write_ms = now;
+        lv->stalled_ms = 0;
+    }
+    return (ssize_t)off;
+}
+
+/* The socket is full and bytes wait in the stream's buffer: wait for EPOLLOUT. */
+static void lv_wait_out(struct writer *w, struct gw_live *lv, long long now)
+{
+    if (!lv->stalled_ms)
+        lv->stalled_ms = now;
+    lv_want_out(w, lv, 1);
+}
+
+/*
+ * Send what waits in the stream's buffer. @return 1 when all of it went out,
+ * 0 when the rest waits for the socket (EPOLLOUT) or the stream left.
+ */
+static int lv_send(struct writer *w, struct gw_live *lv, long long now)
+{
+    ssize_t k = lv_write(w, lv, lv->out->data + lv->off, lv->out->len - lv->off, now);
+
+    if (k < 0)
+        return 0;
+    lv->off += (size_t)k;
+    if (lv->off < lv->out->len) {
+        lv_wait_out(w, lv, now); /* keep what is left */
         return 0;
     }
     lv->off = 0;
@@ -217,34 +240,19 @@ static void lv_pump(struct writer *w, struct gw_live *lv, long long now)
 static int lv_send_shared(struct writer *w, struct gw_live *lv, const char *p, size_t len,
                           long long now)
 {
-    size_t off = 0;
+    ssize_t k = lv_write(w, lv, p, len, now);
 
-    while (off < len) {
-        ssize_t k = send(lv->fd, p + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            lv_leave(w, lv, GW_LIVE_CLOSED);
-            return 0;
-        }
-        if (k <= 0)
-            break; /* the socket is full */
-        off += (size_t)k;
-        lv->last_write_ms = now;
-        lv->stalled_ms = 0;
-    }
-    if (off == len)
+    if (k < 0)
+        return 0;
+    if ((size_t)k == len)
         return lv->state == LV_LIVE;
     /* the cursor is past these bytes already: keep them, or end the stream (it resumes) */
     lv->off = 0;
-    if (pc_buf_append(lv->out, p + off, len - off) != 0) {
+    if (pc_buf_append(lv->out, p + k, len - (size_t)k) != 0) {
         lv_leave(w, lv, GW_LIVE_CLOSED);
         return 0;
     }
-    if (!lv->stalled_ms)
-        lv->stalled_ms = now;
-    lv_want_out(w, lv, 1);
+    lv_wait_out(w, lv, now);
     return 0;
 }
 
