@@ -110,9 +110,10 @@ struct jreq {
     struct mg_connection *conn;
     struct gw_ctx *gw;
     const struct mg_request_info *ri;
-    redisContext *c; /* borrowed from the pool on first use */
-    int broken;      /* c failed: close it when it goes back */
-    char rerr[256];  /* why Redis failed */
+    redisContext *c;                        /* borrowed from the pool on first use */
+    int broken;                             /* c failed: close it when it goes back */
+    char rerr[256];                         /* why Redis failed */
+    char job_session[JOBS_SESSION_MAX + 1]; /* the session job_state() read ("": none) */
     /* the answer */
     int status;
     const char *extra; /* extra header lines, or NULL */
@@ -1564,29 +1565,6 @@ static void session_activity(struct jreq *q, const char *session)
         pc_debug("jobs", "session \"%s\": activity not recorded: %s", session, t.msg);
 }
 
-/* The same for the session of job @p id, if it has one. */
-static void job_session_activity(struct jreq *q, const char *id)
-{
-    char key[JOBS_KEY_MAX], session[JOBS_SESSION_MAX + 1];
-    struct cmd m = {0};
-    redisReply *r;
-
-    job_key(key, sizeof(key), q, id);
-    cmd_str(&m, "HGET");
-    cmd_str(&m, key);
-    cmd_str(&m, "session");
-    r = jcmd(q, &m);
-    if (!r)
-        return;
-    session[0] = '\0';
-    if (r->type == REDIS_REPLY_STRING && r->len <= JOBS_SESSION_MAX &&
-        session_valid(r->str, r->len))
-        memcpy(session, r->str, r->len + 1);
-    freeReplyObject(r);
-    if (session[0])
-        session_activity(q, session);
-}
-
 /* ------------------------------------------------------------------------ */
 /* POST /api/jobs                                                            */
 /* ------------------------------------------------------------------------ */
@@ -2482,11 +2460,12 @@ static int job_state(struct jreq *q, const char *id, char *status, size_t slen, 
     cmd_str(&m, key);
     cmd_str(&m, "status");
     cmd_str(&m, "runner");
+    cmd_str(&m, "session");
     r = jcmd(q, &m);
     if (!r)
         return junavail(q);
-    status[0] = runner[0] = '\0';
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+    status[0] = runner[0] = q->job_session[0] = '\0';
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
         st = jreply_error(q, "HMGET", r);
     } else if (r->element[0]->type != REDIS_REPLY_STRING) {
         st = jerr(q, 404, "job %s not found", id);
@@ -2494,6 +2473,9 @@ static int job_state(struct jreq *q, const char *id, char *status, size_t slen, 
         snprintf(status, slen, "%s", r->element[0]->str);
         if (r->element[1]->type == REDIS_REPLY_STRING && r->element[1]->len < rlen)
             memcpy(runner, r->element[1]->str, r->element[1]->len + 1);
+        if (r->element[2]->type == REDIS_REPLY_STRING &&
+            session_valid(r->element[2]->str, r->element[2]->len))
+            memcpy(q->job_session, r->element[2]->str, r->element[2]->len + 1);
     }
     freeReplyObject(r);
     return st;
@@ -3387,8 +3369,8 @@ static int route_jobs(struct jreq *q, const char *rest)
     if (!slash && method_is(q, "GET"))
         return job_get(q, id);
     st = slash ? job_stdin(q, id) : job_delete(q, id);
-    if (st >= 200 && st < 300)
-        job_session_activity(q, id); /* stdin or a kill: activity of the job's session */
+    if (st >= 200 && st < 300 && q->job_session[0])
+        session_activity(q, q->job_session); /* stdin or a kill: its session's activity */
     return st;
 }
 
