@@ -102,6 +102,13 @@ def validation(s, tag):
     info = session_get(gw, cli)
     check_eq((info["idle_s"], info["jobs"]["total"]), (600, 1),
              "session of pipecast jobs submit --session-idle 600")
+    # killing one of its jobs is activity of the session
+    time.sleep(0.05)
+    jid = json.loads(p.stdout)["id"]
+    check_eq(gw.request("DELETE", "/api/jobs/" + jid).status, 202, "DELETE the CLI's job")
+    after = session_get(gw, cli)["last_active_ms"]
+    check(after > info["last_active_ms"], "a kill is activity of the job's session: "
+          "last_active_ms %r -> %r" % (info["last_active_ms"], after))
     check_eq(gw.request("DELETE", "/api/sessions/" + cli).status, 200, "DELETE session " + cli)
 
 
