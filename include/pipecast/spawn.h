@@ -60,6 +60,12 @@ int pc_spawn(const struct pc_spawn_opts *o, struct pc_proc *out, char *err, size
 /** Send @p sig to the whole process group of @p p. @return 0 or PC_EIO. */
 int pc_proc_kill(const struct pc_proc *p, int sig);
 
+/**
+ * Has the leader of @p p exited? Looks without reaping it (waitid WNOWAIT).
+ * @return 1 exited (a zombie until reaped), 0 still running, -1 no such child.
+ */
+int pc_proc_exited(const struct pc_proc *p);
+
 /** Close whichever fds of @p p are still open (sets them to -1). */
 void pc_proc_close(struct pc_proc *p);
 

@@ -253,14 +253,12 @@ static int run_exit_code(const struct run_ctx *r)
 
 static void run_reap(struct run_ctx *r)
 {
-    siginfo_t si;
     int st;
     pid_t w;
 
     if (r->reaped)
         return;
-    memset(&si, 0, sizeof(si));
-    if (waitid(P_PID, (id_t)r->proc.pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == 0)
+    if (pc_proc_exited(&r->proc) == 0)
         return; /* still running */
     pc_guard_del(&r->guard, r->proc.pid);
     w = waitpid(r->proc.pid, &st, WNOHANG);

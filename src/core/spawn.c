@@ -567,6 +567,16 @@ int pc_proc_kill(const struct pc_proc *p, int sig)
     return PC_EIO;
 }
 
+int pc_proc_exited(const struct pc_proc *p)
+{
+    siginfo_t si;
+
+    memset(&si, 0, sizeof(si));
+    if (waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0)
+        return -1;
+    return si.si_pid == p->pid;
+}
+
 void pc_proc_close(struct pc_proc *p)
 {
     if (p == NULL)

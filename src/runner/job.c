@@ -763,13 +763,9 @@ static void in_kick(struct job *j)
  * closed its stdin while it goes on: the words for the channel. */
 static int in_proc_ending(struct job *j)
 {
-    siginfo_t si;
     if (j->exited || j->kill_reason != JR_NONE)
         return 1;
-    memset(&si, 0, sizeof(si));
-    return j->proc.pid > 0 &&
-           waitid(P_PID, (id_t)j->proc.pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-           si.si_pid != 0;
+    return j->proc.pid > 0 && pc_proc_exited(&j->proc) == 1;
 }
 
 static void in_write_cb(evutil_socket_t fd, short what, void *arg)

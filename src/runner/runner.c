@@ -311,11 +311,7 @@ static void chld_scan(struct runner *rn)
 {
     for (struct job *j = rn->jobs_head, *next; j != NULL; j = next) {
         next = j->next;
-        siginfo_t si;
-        memset(&si, 0, sizeof(si));
-        if (j->phase == JP_RUN && j->proc.pid > 0 && !j->exited &&
-            waitid(P_PID, (id_t)j->proc.pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-            si.si_pid == j->proc.pid)
+        if (j->phase == JP_RUN && j->proc.pid > 0 && !j->exited && pc_proc_exited(&j->proc) == 1)
             job_exited(j);
     }
 }
