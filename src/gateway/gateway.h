@@ -29,13 +29,16 @@ struct gw_ctx {
     struct gw_auth *auth;         /* tokens (auth.c); NULL without --tokens */
     struct gw_sessions *sessions; /* session idle expiry (sessions.c); may be NULL */
     atomic_int routes_ready;      /* the civetweb request handlers are registered */
-    struct gw_fanout *fanout;     /* live SSE streams (fanout.h); NULL: streams keep a worker */
+    struct gw_fanout *fanout;     /* live SSE streams (fanout.h); set before requests are served */
     atomic_int sse_on_workers;    /* SSE streams that hold a civetweb worker (socket not taken) */
     int worker_streams_max;       /* ... at most this many: the other workers serve the rest */
 };
 
 /* Checkout timeout for the pool, in milliseconds. */
 #define GW_POOL_WAIT_MS 2000
+/* civetweb's request_timeout_ms, and how long an SSE stream may take nothing before it is
+ * dropped (it resumes with its Last-Event-ID) */
+#define GW_WRITE_TIMEOUT_MS 10000
 
 /* The SSE endpoint, GET /api/channels/<channel>/events (sse_handler.c). @return the status. */
 int gw_sse_handle(struct gw_ctx *gw, struct mg_connection *conn, const char *channel);

@@ -30,7 +30,6 @@
 
 #define GW_POOL_SIZE 8
 #define GW_REST_THREADS 8 /* workers never held by a stream (when civetweb keeps the socket) */
-#define GW_SSE_WRITE_TIMEOUT_MS 10000 /* as request_timeout_ms below */
 #define GW_SSE_BATCH_MAX (256u << 10) /* bytes one live stream takes from its ring at a time */
 #define GW_STREAM_STACK (256u << 10)  /* stream threads; civetweb runs the same code on 100 KiB */
 #define GW_LISTEN_BACKLOG "4096"  /* a burst of connects waits in the kernel, not in SYN retries */
@@ -115,7 +114,7 @@ int main(int argc, char **argv)
     struct mg_error_data merr;
     struct mg_server_port ports[4];
     struct mg_context *mg;
-    char err[512], threads[32], mgerr[256];
+    char err[512], threads[32], timeout[32], mgerr[256];
     const char *opts[32];
     unsigned mgcode = 0;
     sigset_t sigs;
@@ -185,7 +184,7 @@ int main(int argc, char **argv)
 
         /* before the reader starts: it calls the fanout's listen callback */
         gw.fanout = gw_fanout_new(gw.hub, &metrics, writers, (long long)cfg.ping_interval_s * 1000,
-                                  GW_SSE_WRITE_TIMEOUT_MS, GW_SSE_BATCH_MAX, GW_STREAM_STACK);
+                                  GW_WRITE_TIMEOUT_MS, GW_SSE_BATCH_MAX, GW_STREAM_STACK);
     }
     atomic_init(&gw.sse_on_workers, 0);
     gw.worker_streams_max = cfg.http_threads - GW_REST_THREADS;
@@ -202,12 +201,13 @@ int main(int argc, char **argv)
 
     /* civetweb 1.15 starts every worker up front (100 KiB stacks): live streams hold none */
     snprintf(threads, sizeof(threads), "%d", cfg.http_threads);
+    snprintf(timeout, sizeof(timeout), "%d", GW_WRITE_TIMEOUT_MS);
     opts[nopt++] = "listening_ports";
     opts[nopt++] = cfg.listen;
     opts[nopt++] = "num_threads";
     opts[nopt++] = threads;
     opts[nopt++] = "request_timeout_ms";
-    opts[nopt++] = "10000";
+    opts[nopt++] = timeout;
     opts[nopt++] = "tcp_nodelay"; /* small SSE events and responses go out at once */
     opts[nopt++] = "1";
     opts[nopt++] = "listen_backlog";

@@ -77,7 +77,6 @@
 #define SSE_TAIL_MAX 100000ULL
 #define SSE_TAIL_PLAIN_MAX 1000ULL /* larger tails are resolved inside Redis by a script */
 #define SSE_CHANNELS_MAX GW_WAITER_MAX
-#define SSE_WRITE_TIMEOUT_MS 10000 /* as civetweb's request_timeout_ms (main.c) */
 /* "<index>:" plus one id and a comma per channel */
 #define SSE_MULTI_ID_MAX (8 + SSE_CHANNELS_MAX * PC_ID_STRLEN)
 
@@ -148,7 +147,7 @@ struct sse_stream {
 
 /*
  * Write all of @p len bytes to the taken socket. A client that takes nothing
- * for SSE_WRITE_TIMEOUT_MS (civetweb's request_timeout_ms for the others) is
+ * for GW_WRITE_TIMEOUT_MS (civetweb's request_timeout_ms for the others) is
  * gone. @return the bytes written: len, or less when gone or stopping.
  */
 static int fd_write(struct sse_stream *st, const char *p, size_t len)
@@ -169,7 +168,7 @@ static int fd_write(struct sse_stream *st, const char *p, size_t len)
             continue;
         if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
             break;
-        if (gw_hub_stopping(st->gw->hub) || pc_now_ms() - last >= SSE_WRITE_TIMEOUT_MS)
+        if (gw_hub_stopping(st->gw->hub) || pc_now_ms() - last >= GW_WRITE_TIMEOUT_MS)
             break;
         pfd.fd = st->fd;
         pfd.events = POLLOUT;
